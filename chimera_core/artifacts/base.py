@@ -1,0 +1,133 @@
+"""The artifact store interface shared by the local and S3 backends.
+
+Keys are POSIX-style relative paths (``runs/<run_id>/<stage>/file``). Every write is atomic:
+a reader sees the old object or the whole new one, never a part. Manifests (``manifest.json``)
+list each file of a published directory with its sha256 and are written last, so a
+directory without a manifest is not published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from chimera_core.errors import ArtifactError
+
+MANIFEST = "manifest.json"
+_CHUNK = 1024 * 1024
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def normalize_key(key: str) -> str:
+    """Validate a key and return its normal form; refuse keys escaping the store's prefix."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ArtifactError(f"invalid artifact key {key!r}: must be a relative POSIX path")
+    norm = posixpath.normpath(key)
+    if norm == "." or norm.startswith("../") or norm == ".." or "/../" in f"/{norm}/":
+        raise ArtifactError(f"invalid artifact key {key!r}: escapes the store prefix")
+    return norm
+
+
+def join_key(*parts: str) -> str:
+    """Join key parts with '/', validating the result."""
+    return normalize_key("/".join(p.strip("/") for p in parts if p))
+
+
+class ArtifactStore(ABC):
+    """One interface for artifacts and checkpoints, whatever the backend."""
+
+    scheme: str
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """The URI naming a key in this store (``file://...`` or ``s3://bucket/...``)."""
+
+    @abstractmethod
+    def put_file(self, key: str, src: Path) -> str:
+        """Publish a local file atomically under key; return its URI."""
+
+    @abstractmethod
+    def get_file(self, key: str, dest: Path) -> Path:
+        """Download key into dest (atomically); raise ``ArtifactNotFound`` if absent."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> str:
+        """Publish bytes atomically under key; return its URI."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """Read a whole object; raise ``ArtifactNotFound`` if absent."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether an object exists at key."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under prefix (recursive), sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove one object if present."""
+
+    # Shared behaviour built on the primitives above.
+
+    def put_json(self, key: str, obj: Any) -> str:
+        """Publish an object as indented JSON."""
+        return self.put_bytes(key, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+    def get_json(self, key: str) -> Any:
+        """Read a JSON object."""
+        raw = self.get_bytes(key)
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{self.uri(key)} is not valid JSON: {exc}") from None
+
+    def put_dir(self, prefix: str, src: Path, metadata: dict[str, Any] | None = None) -> str:
+        """Upload a directory then its manifest (sha256 per file), so it is complete or absent."""
+        prefix = normalize_key(prefix)
+        if not src.is_dir():
+            raise ArtifactError(f"not a directory: {src}")
+        files = {}
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            rel = path.relative_to(src).as_posix()
+            if rel == MANIFEST:
+                continue
+            self.put_file(join_key(prefix, rel), path)
+            files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+        manifest = {"files": files, "metadata": metadata or {}}
+        self.put_json(join_key(prefix, MANIFEST), manifest)
+        return self.uri(prefix)
+
+    def get_dir(self, prefix: str, dest: Path, verify: bool = True) -> Path:
+        """Download a published directory, checking every file against its manifest."""
+        prefix = normalize_key(prefix)
+        manifest = self.get_json(join_key(prefix, MANIFEST))
+        dest.mkdir(parents=True, exist_ok=True)
+        for rel, info in manifest["files"].items():
+            target = dest / rel
+            if target.is_file() and sha256_file(target) == info["sha256"]:
+                continue  # already here from an earlier, interrupted download
+            self.get_file(join_key(prefix, rel), target)
+            if verify and sha256_file(target) != info["sha256"]:
+                raise ArtifactError(f"checksum mismatch for {self.uri(join_key(prefix, rel))}")
+        (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return dest
+
+    def is_published(self, prefix: str) -> bool:
+        """Whether a directory artifact has its manifest (i.e. was published completely)."""
+        return self.exists(join_key(prefix, MANIFEST))

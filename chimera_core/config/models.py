@@ -1,0 +1,272 @@
+"""Typed configuration for the whole system. Every section forbids unknown keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+Tier = Literal["junior", "supervisor", "senior", "board"]
+SplitName = Literal["seed", "official", "stratified"]
+
+
+class Section(BaseModel):
+    """Base for config sections: unknown keys are errors, values are re-validated on set."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SamplingConfig(Section):
+    """Sampling defaults for one model alias; a role may override temperature."""
+
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_tokens: int = Field(256, ge=1, le=32768, description="Completion token cap per call.")
+
+
+class ModelEndpointConfig(Section):
+    """A model alias: where the OpenAI-compatible endpoint is and what it serves."""
+
+    backend: Literal["embedded", "openai"] = Field(
+        "embedded",
+        description="embedded: served by `chimera serve`; openai: any OpenAI-compatible URL (vLLM).",
+    )
+    base_url: str | None = Field(None, description="Endpoint URL; None means the embedded server.")
+    served_model: str = Field(description="Model name the endpoint knows.")
+    checkpoint: str = Field(
+        "base", description="Embedded backend: registry version or HF directory to load."
+    )
+    api_key: SecretStr = Field(SecretStr("EMPTY"), description="Bearer key for the endpoint.")
+    timeout_s: float = Field(180.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(3, ge=0, le=10, description="Retries with backoff on faults.")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> ModelEndpointConfig:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        return self
+
+
+class RoleConfig(Section):
+    """One agent role in the lab."""
+
+    tier: Tier
+    model: str = Field(description="Model alias (a key of `models`).")
+    tools: list[str] = Field(default_factory=list, description="Registered tool names.")
+    prompt: str | None = Field(None, description="Override of the built-in system prompt.")
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Overrides the alias.")
+    trainable: bool = Field(False, description="Bound to the model under training per rollout.")
+
+
+class DataConfig(Section):
+    """Where PubMedQA comes from and how it is split."""
+
+    source: Literal["hub", "file"] = "hub"
+    hub_dataset: str = "qiaojin/PubMedQA"
+    hub_config: str = "pqa_labeled"
+    file: Path | None = Field(None, description="Local ori_pqal.json, JSONL or parquet.")
+    split: SplitName = "seed"
+    train_fraction: float = Field(0.8, gt=0.0, lt=1.0)
+    test_ids_file: Path | None = Field(None, description="PMIDs of the test split (official).")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _file_source_needs_file(self) -> DataConfig:
+        if self.source == "file" and self.file is None:
+            raise ValueError("source 'file' needs data.file (or CHIMERA_PUBMEDQA_FILE)")
+        return self
+
+
+class ToolsConfig(Section):
+    """Settings shared by the tool plugins."""
+
+    online: bool = Field(False, description="Call NCBI/ClinicalTrials/UniProt/QuickGO APIs.")
+    timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    top_k: int = Field(3, ge=1, le=20, description="Results per search.")
+    ncbi_api_key: SecretStr | None = None
+
+
+class RewardsConfig(Section):
+    """Reward plugins and how they combine into one scalar."""
+
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "llm_judge": 0.5,
+            "decision_alignment": 0.3,
+            "protocol_rubric": 0.2,
+        },
+        description="Reward plugin name -> weight in the final scalar.",
+    )
+    judge_model: str = Field("judge", description="Model alias of the LLM judge.")
+    judge_criteria: dict[str, float] = Field(
+        default_factory=lambda: {
+            "novelty": 0.10,
+            "feasibility": 0.20,
+            "impact": 0.30,
+            "clarity": 0.15,
+            "groundedness": 0.20,
+            "efficiency": 0.05,
+        }
+    )
+    judge_failure_score: float = Field(0.1, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _weights_positive(self) -> RewardsConfig:
+        if not self.weights or sum(self.weights.values()) <= 0:
+            raise ValueError("rewards.weights needs at least one positive weight")
+        if any(w < 0 for w in self.weights.values()):
+            raise ValueError("reward weights must be >= 0")
+        return self
+
+
+class GatherConfig(Section):
+    """Phase 1: rollouts of the current models on training tasks."""
+
+    n_tasks: int = Field(8, ge=1)
+    split: str = "train"
+    n_runners: int = Field(2, ge=1, le=64)
+    max_turns: int = Field(15, ge=1)
+    explore_epsilon: float = Field(0.2, ge=0.0, le=1.0, description="Supervisor exploration.")
+
+
+class SFTConfig(Section):
+    """Phase 2: SFT on successful junior traces."""
+
+    algorithm: str = "sft"
+    reward_threshold: float = Field(0.8, ge=0.0, le=1.0)
+    top_quantile: float | None = Field(
+        None, gt=0.0, le=1.0, description="Keep the best fraction instead of a fixed threshold."
+    )
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    batch_size: int = Field(2, ge=1)
+    grad_accum: int = Field(4, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    max_steps: int = Field(10, ge=1)
+    max_seq_length: int = Field(2048, ge=64)
+    use_unsloth: Literal["auto", "never", "always"] = "auto"
+
+
+class PPOConfig(Section):
+    """Phase 3: RL for the senior roles (VERL on GPU, TRL GRPO on CPU)."""
+
+    algorithm: str = "grpo"
+    adv_estimator: str = "grpo"
+    train_batch_size: int = Field(4, ge=1)
+    max_prompt_length: int = Field(4096, ge=16)
+    max_response_length: int = Field(2048, ge=8)
+    rollout_n: int = Field(2, ge=1)
+    gpu_memory_utilization: float = Field(0.6, gt=0.0, le=1.0)
+    ppo_mini_batch_size: int = Field(4, ge=1)
+    learning_rate: float = Field(1e-6, gt=0)
+    epochs: int = Field(2, ge=1)
+    total_steps: int = Field(10, ge=1)
+    test_freq: int = Field(5, ge=1)
+    save_freq: int = Field(5, ge=1)
+    lora_r: int = Field(16, ge=1)
+
+
+class BanditConfig(Section):
+    """Phase 4: contextual bandit for the supervisor."""
+
+    algorithm: str = "bandit"
+    n_features: int = Field(2**12, ge=16, description="Hashing vectorizer width.")
+    epsilon: float = Field(0.2, ge=0.0, le=1.0)
+    l2: float = Field(1e-3, ge=0.0)
+
+
+class EvaluateConfig(Section):
+    """Evaluation and promotion."""
+
+    n_tasks: int = Field(20, ge=1)
+    split: str = "validation"
+    primary_metric: str = "mean_reward"
+    promote_margin: float = Field(0.0, ge=0.0)
+    bootstrap_samples: int = Field(1000, ge=100)
+
+
+class StagesConfig(Section):
+    """Per-stage settings."""
+
+    gather: GatherConfig = Field(default_factory=GatherConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    bandit: BanditConfig = Field(default_factory=BanditConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+
+class ArtifactsConfig(Section):
+    """Where artifacts and checkpoints live."""
+
+    backend: Literal["local", "s3"] = "local"
+    local_root: Path = Field(Path(".chimera/artifacts"), description="Root of the local store.")
+    endpoint: str = Field("127.0.0.1:9000", description="S3/MinIO host:port.")
+    bucket: str = "chimera"
+    prefix: str = Field("", description="Key prefix inside the bucket.")
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    secure: bool = False
+    region: str | None = None
+    max_retries: int = Field(5, ge=0, le=20)
+
+
+class TrackingConfig(Section):
+    """Experiment tracking."""
+
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    wandb_project: str = "chimera"
+    wandb_dir: Path = Path(".chimera/wandb")
+    metrics_jsonl: bool = True
+
+
+class EmbeddedServerConfig(Section):
+    """The embedded OpenAI-compatible server (`chimera serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535, description="None: pick a free port.")
+    max_batch_size: int = Field(8, ge=1, le=256)
+    max_new_tokens: int = Field(1024, ge=1, description="Hard cap per request.")
+    max_prompt_tokens: int = Field(4096, ge=16)
+    max_request_bytes: int = Field(1_000_000, ge=1024)
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    models_dir: Path = Field(Path(".chimera/models"), description="Converted model cache.")
+
+
+class ChimeraConfig(Section):
+    """The resolved configuration of one profile."""
+
+    profile: str = "local"
+    data: DataConfig = Field(default_factory=DataConfig)
+    models: dict[str, ModelEndpointConfig]
+    roles: dict[str, RoleConfig]
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    rewards: RewardsConfig = Field(default_factory=RewardsConfig)
+    stages: StagesConfig = Field(default_factory=StagesConfig)
+    artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    serving: EmbeddedServerConfig = Field(default_factory=EmbeddedServerConfig)
+
+    def reference_problems(self) -> list[str]:
+        """Cross-section checks (names that must refer to other keys), one line per problem."""
+        known = ", ".join(sorted(self.models))
+        problems = [
+            f"roles.{name}.model: unknown model alias {role.model!r} (expected one of: {known})"
+            for name, role in self.roles.items()
+            if role.model not in self.models
+        ]
+        if self.rewards.judge_model not in self.models:
+            problems.append(
+                f"rewards.judge_model: unknown model alias {self.rewards.judge_model!r} "
+                f"(expected one of: {known})"
+            )
+        return problems
+
+    def roles_of_tier(self, tier: Tier) -> list[str]:
+        """Names of the roles in one tier, in config order."""
+        return [name for name, role in self.roles.items() if role.tier == tier]
