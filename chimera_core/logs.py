@@ -1,0 +1,42 @@
+"""Logging that names the run id, stage and role on every line."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+from rich.logging import RichHandler
+
+_CONFIGURED = False
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Send chimera's logs to stderr through rich (idempotent)."""
+    global _CONFIGURED
+    if _CONFIGURED:
+        return
+    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("chimera")
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+    _CONFIGURED = True
+
+
+class ContextLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes messages with ``[run=... stage=... role=...]``."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        ctx = " ".join(f"{k}={v}" for k, v in (self.extra or {}).items() if v)
+        return (f"[{ctx}] {msg}" if ctx else msg), kwargs
+
+
+def get_logger(
+    name: str, run_id: str | None = None, stage: str | None = None, role: str | None = None
+) -> ContextLogger:
+    """A logger under ``chimera.<name>`` carrying run/stage/role context."""
+    return ContextLogger(
+        logging.getLogger(f"chimera.{name}"), {"run": run_id, "stage": stage, "role": role}
+    )

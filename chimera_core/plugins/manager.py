@@ -1,0 +1,182 @@
+"""Loading plugins (built-ins, then entry points) and the registry of what they register."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from chimera_core.errors import PluginError
+from chimera_core.plugins import hookspecs
+from chimera_core.plugins.types import KINDS, REQUIRED_ATTRS, Kind
+
+ENTRY_POINT_GROUP = "chimera"
+ALLOW_ENV = "CHIMERA_PLUGINS"
+BUILTIN_DIST = "chimera-lab (built-in)"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A loaded plugin: its name, the package it came from and whether it is built in."""
+
+    name: str
+    package: str
+    builtin: bool
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered object and the plugin that registered it."""
+
+    kind: Kind
+    name: str
+    obj: Any
+    plugin: PluginInfo
+
+
+class PluginRegistry:
+    """Everything the loaded plugins registered, looked up by kind and name."""
+
+    def __init__(self, pm: pluggy.PluginManager, plugins: list[PluginInfo]) -> None:
+        self.pm = pm
+        self.plugins = plugins
+        self._items: dict[Kind, dict[str, Registered]] = {k: {} for k in KINDS}
+
+    def add(self, kind: Kind, obj: Any, plugin: PluginInfo) -> None:
+        """Validate and record one object; duplicates and malformed objects are errors."""
+        name = getattr(obj, "name", None)
+        where = f"plugin {plugin.name!r} (package {plugin.package})"
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{where} registered a {kind} without a string 'name': {obj!r}")
+        if missing := [a for a in REQUIRED_ATTRS[kind] if not hasattr(obj, a)]:
+            raise PluginError(f"{where} registered {kind} {name!r} without: {', '.join(missing)}")
+        if existing := self._items[kind].get(name):
+            raise PluginError(
+                f"{where} registered {kind} {name!r}, already registered by plugin "
+                f"{existing.plugin.name!r} (package {existing.plugin.package})"
+            )
+        self._items[kind][name] = Registered(kind, name, obj, plugin)
+
+    def names(self, kind: Kind) -> list[str]:
+        """Registered names of one kind, sorted."""
+        return sorted(self._items[kind])
+
+    def entries(self, kind: Kind | None = None) -> Iterator[Registered]:
+        """Every registration, optionally of one kind."""
+        for k in [kind] if kind else KINDS:
+            yield from (self._items[k][n] for n in sorted(self._items[k]))
+
+    def get(self, kind: Kind, name: str) -> Any:
+        """The object registered under name; unknown names list the known ones."""
+        try:
+            return self._items[kind][name].obj
+        except KeyError:
+            known = ", ".join(self.names(kind)) or "none"
+            raise PluginError(f"unknown {kind} {name!r} (known: {known})") from None
+
+    def tool(self, name: str) -> Any:
+        """A registered tool by name."""
+        return self.get("tool", name)
+
+    def reward(self, name: str) -> Any:
+        """A registered reward by name."""
+        return self.get("reward", name)
+
+    def adapter(self, name: str) -> Any:
+        """A registered trace adapter by name."""
+        return self.get("adapter", name)
+
+    def algorithm(self, name: str) -> Any:
+        """A registered training algorithm by name."""
+        return self.get("algorithm", name)
+
+    @property
+    def hook(self) -> Any:
+        """Lifecycle hooks, e.g. ``registry.hook.on_stage_finished(...)``."""
+        return self.pm.hook
+
+
+def allowed_external(environ: dict[str, str] | os._Environ[str] | None = None) -> set[str] | None:
+    """External plugins allowed by ``CHIMERA_PLUGINS`` (names or packages); None = all."""
+    raw = (environ if environ is not None else os.environ).get(ALLOW_ENV)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _builtin_modules() -> list[ModuleType]:
+    from chimera_plugins import BUILTIN_PLUGINS
+
+    modules = []
+    for mod_name in BUILTIN_PLUGINS:
+        try:
+            modules.append(importlib.import_module(mod_name))
+        except Exception as exc:
+            raise PluginError(
+                f"built-in plugin {mod_name!r} failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+    return modules
+
+
+def build_registry(environ: dict[str, str] | None = None) -> PluginRegistry:
+    """Load built-ins and allowed entry-point plugins, then collect their registrations."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    loaded: list[tuple[PluginInfo, object]] = []
+    for module in _builtin_modules():
+        info = PluginInfo(module.__name__, BUILTIN_DIST, builtin=True)
+        pm.register(module, name=info.name)
+        loaded.append((info, module))
+
+    allow = allowed_external(environ)
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        package = ep.dist.name if ep.dist else "unknown package"
+        if allow is not None and ep.name not in allow and package not in allow:
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {ep.name!r} (package {package}) failed to import {ep.value}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if pm.is_registered(plugin) or pm.has_plugin(ep.name):
+            raise PluginError(f"plugin {ep.name!r} (package {package}) is registered twice")
+        pm.register(plugin, name=ep.name)
+        loaded.append((PluginInfo(ep.name, package, builtin=False), plugin))
+
+    registry = PluginRegistry(pm, [info for info, _ in loaded])
+    hook_of_kind = {
+        "tool": "register_tools",
+        "reward": "register_rewards",
+        "adapter": "register_adapters",
+        "algorithm": "register_algorithms",
+    }
+    for info, plugin in loaded:
+        for kind, hook_name in hook_of_kind.items():
+            impl = getattr(plugin, hook_name, None)
+            if impl is None:
+                continue
+            try:
+                impl(register=lambda obj, _k=kind, _i=info: registry.add(_k, obj, _i))
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {info.name!r} (package {info.package}) failed in {hook_name}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+    return registry
+
+
+@cache
+def get_registry() -> PluginRegistry:
+    """The process-wide registry (built once, from the environment at first use)."""
+    return build_registry()

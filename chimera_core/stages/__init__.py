@@ -1,0 +1,24 @@
+"""Pipeline stages. Each is a function ``run(ctx) -> StageResult`` listed in ``STAGES``."""
+
+from __future__ import annotations
+
+import importlib
+
+from chimera_core.errors import ChimeraError
+from chimera_core.stages.base import StageContext, StageFn, StageResult, execute_stage, new_run_id
+
+# Modules are imported on first use: training stages pull in heavy libraries.
+STAGE_MODULES: dict[str, str] = {
+    "ingest": "chimera_core.stages.ingest",
+}
+
+
+def stage_fn(name: str) -> StageFn:
+    """The entry point of a stage by name."""
+    if name not in STAGE_MODULES:
+        raise ChimeraError(f"unknown stage {name!r} (known: {', '.join(STAGE_MODULES)})")
+    fn: StageFn = importlib.import_module(STAGE_MODULES[name]).run
+    return fn
+
+
+__all__ = ["STAGE_MODULES", "StageContext", "StageResult", "execute_stage", "new_run_id", "stage_fn"]

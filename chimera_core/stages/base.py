@@ -1,0 +1,108 @@
+"""Stage plumbing: one entry point per stage, idempotent for a run id, artifacts in and out.
+
+A stage's result (its output URIs and metrics) is stored at ``runs/<run_id>/<stage>/result.json``
+once the stage finished; running the stage again for that run id returns it instead of redoing
+the work. Stages hand each other URIs, never in-memory objects, so the same stage runs in
+process, from Airflow, or in a GPU pod.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from chimera_core.artifacts import ArtifactStore, join_key, open_store
+from chimera_core.config.models import ChimeraConfig
+from chimera_core.errors import ChimeraError
+from chimera_core.logs import ContextLogger, get_logger
+from chimera_core.plugins import PluginRegistry, get_registry
+
+
+class StageResult(BaseModel):
+    """What a finished stage produced."""
+
+    stage: str
+    run_id: str
+    outputs: dict[str, str] = Field(default_factory=dict, description="Name -> artifact URI.")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    seconds: float = 0.0
+    finished_at: str = ""
+    resumed: bool = Field(False, description="True when an earlier result was reused.")
+
+
+@dataclass
+class StageContext:
+    """Everything a stage needs: config, run id, artifact store, plugins, a logger."""
+
+    config: ChimeraConfig
+    run_id: str
+    stage: str
+    store: ArtifactStore
+    registry: PluginRegistry
+    params: dict[str, Any] = field(default_factory=dict)
+    log: ContextLogger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = get_logger("stage", run_id=self.run_id, stage=self.stage)
+
+    def key(self, *parts: str) -> str:
+        """A key under this stage's run directory."""
+        return join_key("runs", self.run_id, self.stage, *parts)
+
+    def result_of(self, stage: str) -> StageResult:
+        """The stored result of an earlier stage of this run (error if it has not run)."""
+        key = join_key("runs", self.run_id, stage, RESULT)
+        if not self.store.exists(key):
+            raise ChimeraError(
+                f"stage {self.stage!r} needs stage {stage!r} of run {self.run_id!r}; run it first"
+            )
+        return StageResult.model_validate(self.store.get_json(key))
+
+
+StageFn = Callable[[StageContext], StageResult]
+RESULT = "result.json"
+
+
+def new_run_id(prefix: str = "run") -> str:
+    """A sortable, unique run id."""
+    return f"{prefix}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def execute_stage(
+    fn: StageFn,
+    name: str,
+    config: ChimeraConfig,
+    run_id: str,
+    *,
+    params: dict[str, Any] | None = None,
+    force: bool = False,
+    store: ArtifactStore | None = None,
+) -> StageResult:
+    """Run one stage for a run id, or return its stored result when it already finished."""
+    store = store or open_store(config.artifacts)
+    registry = get_registry()
+    ctx = StageContext(config, run_id, name, store, registry, params or {})
+    result_key = ctx.key(RESULT)
+    if not force and store.exists(result_key):
+        ctx.log.info("already finished; reusing %s", store.uri(result_key))
+        done = StageResult.model_validate(store.get_json(result_key))
+        return done.model_copy(update={"resumed": True})
+    ctx.log.info("starting")
+    start = time.perf_counter()
+    result = fn(ctx)
+    result = result.model_copy(
+        update={
+            "seconds": round(time.perf_counter() - start, 3),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
+    store.put_json(result_key, result.model_dump(mode="json"))
+    registry.hook.on_stage_finished(run_id=run_id, stage=name, outputs=result.outputs)
+    ctx.log.info("finished in %.1fs", result.seconds)
+    return result

@@ -1,0 +1,38 @@
+"""Stage ``ingest``: PubMedQA -> validated, split, versioned task dataset."""
+
+from __future__ import annotations
+
+from chimera_core.data.dataset import publish_task_dataset
+from chimera_core.data.pubmedqa import load_tasks, read_id_file, source_description
+from chimera_core.data.splits import official_split, seed_split, stratified_split
+from chimera_core.data.tasks import ResearchTask
+from chimera_core.errors import ConfigError
+from chimera_core.stages.base import StageContext, StageResult
+
+
+def split_tasks(tasks: list[ResearchTask], ctx: StageContext) -> list[ResearchTask]:
+    """Apply the configured split method."""
+    data = ctx.config.data
+    if data.split == "seed":
+        return seed_split(tasks, data.train_fraction)
+    if data.split == "stratified":
+        return stratified_split(tasks, data.train_fraction, data.seed)
+    if data.test_ids_file is None:
+        raise ConfigError(["data.test_ids_file: required by split 'official' (--test-ids FILE)"])
+    return official_split(tasks, read_id_file(data.test_ids_file))
+
+
+def run(ctx: StageContext) -> StageResult:
+    """Load, validate, split and publish the task dataset; make it the current version."""
+    tasks = load_tasks(ctx.config.data)
+    split = split_tasks(tasks, ctx)
+    manifest = publish_task_dataset(
+        ctx.store, split, source_description(ctx.config.data), ctx.config.data.split
+    )
+    ctx.log.info("published %s (%d tasks)", manifest.uri, manifest.n_tasks)
+    return StageResult(
+        stage=ctx.stage,
+        run_id=ctx.run_id,
+        outputs={"tasks": manifest.uri, "dataset_version": manifest.version},
+        metrics=manifest.model_dump(include={"n_tasks", "counts", "label_totals", "sha256"}),
+    )

@@ -1,0 +1,93 @@
+"""Profiles load, env overrides apply, and every problem is reported with its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chimera_core.config import load_config, redacted_dump
+from chimera_core.errors import ConfigError
+
+
+@pytest.mark.parametrize("profile", ["local", "gpu"])
+def test_shipped_profiles_are_valid(profile: str) -> None:
+    config = load_config(profile, environ={})
+    assert config.profile == profile
+    assert config.roles_of_tier("junior") == ["Geneticist", "Pharmacologist", "Neurologist"]
+    assert {r for r, c in config.roles.items() if c.trainable} == {
+        "HypothesisRefiner",
+        "ProtocolDesigner",
+    }
+    assert abs(sum(config.rewards.judge_criteria.values()) - 1.0) < 1e-9
+
+
+def test_env_overrides_nested_keys_and_role_names_case_insensitively() -> None:
+    config = load_config(
+        "local",
+        environ={
+            "CHIMERA_STAGES__SFT__MAX_STEPS": "3",
+            "CHIMERA_ROLES__SUPERVISOR__TEMPERATURE": "0.5",
+            "CHIMERA_ARTIFACTS__BACKEND": "s3",
+            "CHIMERA_PUBMEDQA_FILE": "/data/ori_pqal.json",
+        },
+    )
+    assert config.stages.sft.max_steps == 3
+    assert config.roles["Supervisor"].temperature == 0.5
+    assert config.artifacts.backend == "s3"
+    assert config.data.source == "file"
+    assert config.data.file == Path("/data/ori_pqal.json")
+
+
+def test_every_problem_is_listed_with_its_key_path() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(
+            "local",
+            environ={
+                "CHIMERA_STAGES__SFT__MAX_STEPS": "-1",
+                "CHIMERA_ARTIFACTS__BACKND": "s3",
+                "CHIMERA_TRACKING__WANDB_MODE": "sometimes",
+            },
+        )
+    problems = err.value.problems
+    assert len(problems) == 3
+    assert any(p.startswith("stages.sft.max_steps:") and "-1" in p for p in problems)
+    assert "artifacts.backnd: unknown key" in problems
+    assert any(p.startswith("tracking.wandb_mode:") and "'offline'" in p for p in problems)
+
+
+def test_unknown_model_alias_names_the_role_and_known_aliases(tmp_path: Path) -> None:
+    profile = tmp_path / "p.yaml"
+    profile.write_text(
+        "models:\n  m: {served_model: x}\n"
+        "roles:\n  A: {tier: junior, model: nope}\n"
+        "rewards: {judge_model: m}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(str(profile), environ={})
+    assert err.value.problems == [
+        "roles.A.model: unknown model alias 'nope' (expected one of: m)"
+    ]
+
+
+def test_unknown_profile_lists_known_ones() -> None:
+    with pytest.raises(ConfigError, match="expected one of: .*local"):
+        load_config("nonexistent", environ={})
+
+
+def test_malformed_yaml_names_the_file(tmp_path: Path) -> None:
+    profile = tmp_path / "bad.yaml"
+    profile.write_text("models: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(str(profile), environ={})
+
+
+def test_secrets_are_redacted() -> None:
+    config = load_config(
+        "gpu",
+        environ={"CHIMERA_ARTIFACTS__SECRET_KEY": "hunter2", "CHIMERA_ARTIFACTS__ACCESS_KEY": "ak"},
+    )
+    assert config.artifacts.secret_key is not None
+    assert config.artifacts.secret_key.get_secret_value() == "hunter2"
+    dumped = str(redacted_dump(config))
+    assert "hunter2" not in dumped and "'ak'" not in dumped

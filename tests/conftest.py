@@ -1,0 +1,35 @@
+"""Test-wide setup: never reach the network, never write outside tmp dirs."""
+
+from __future__ import annotations
+
+import os
+
+# Set before any library import reads them.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CHIMERA_SHARED_DIR", REPO.parent / "shared"))
+PUBMEDQA_DIR = SHARED / "data" / "pubmedqa"
+
+
+@pytest.fixture(scope="session")
+def pubmedqa_file() -> Path:
+    """The real PQA-L file shipped in ../shared."""
+    path = PUBMEDQA_DIR / "ori_pqal.json"
+    assert path.is_file(), f"PubMedQA data missing at {path} (set CHIMERA_SHARED_DIR)"
+    return path
+
+
+@pytest.fixture(scope="session")
+def test_ids_file() -> Path:
+    """The official PQA-L test PMIDs."""
+    return PUBMEDQA_DIR / "test_ground_truth.json"

@@ -1,0 +1,103 @@
+"""The ingest stage and CLI: counts, versions, atomic publication, clear failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chimera_core.artifacts import LocalArtifactStore
+from chimera_core.cli.main import main
+from chimera_core.data.dataset import DATASET_PREFIX, current_version, load_task_dataset
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHIMERA_PUBMEDQA_FILE", raising=False)
+    return tmp_path
+
+
+def _store(workdir: Path) -> LocalArtifactStore:
+    return LocalArtifactStore(workdir / ".chimera" / "artifacts")
+
+
+def test_ingest_seed_split_counts(workdir: Path, pubmedqa_file: Path) -> None:
+    assert main(["ingest", "--data-file", str(pubmedqa_file), "--split", "seed"]) == 0
+    manifest, tasks = load_task_dataset(_store(workdir))
+    assert manifest.n_tasks == len(tasks) == 1000
+    assert {s: sum(c.values()) for s, c in manifest.counts.items()} == {
+        "train": 800,
+        "validation": 200,
+    }
+    assert manifest.label_totals == {"maybe": 110, "no": 338, "yes": 552}
+    assert manifest.source == str(pubmedqa_file)
+    assert len(manifest.sha256) == 64
+
+
+def test_ingest_official_split_and_versions(
+    workdir: Path, pubmedqa_file: Path, test_ids_file: Path
+) -> None:
+    args = ["ingest", "--data-file", str(pubmedqa_file), "--split", "official"]
+    assert main([*args, "--test-ids", str(test_ids_file)]) == 0
+    manifest, _ = load_task_dataset(_store(workdir))
+    assert {s: sum(c.values()) for s, c in manifest.counts.items()} == {"test": 500, "train": 500}
+    first = current_version(_store(workdir))
+    # Same input, same version: content-addressed and idempotent.
+    assert main([*args, "--test-ids", str(test_ids_file)]) == 0
+    assert current_version(_store(workdir)) == first
+
+
+def test_official_split_without_ids_is_a_user_error(
+    workdir: Path, pubmedqa_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ingest", "--data-file", str(pubmedqa_file), "--split", "official"]) == 2
+    assert "data.test_ids_file" in capsys.readouterr().err
+
+
+def test_bad_data_keeps_the_current_version(
+    workdir: Path, pubmedqa_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ingest", "--data-file", str(pubmedqa_file)]) == 0
+    good = current_version(_store(workdir))
+    data = json.loads(pubmedqa_file.read_text())
+    bad_id = list(data)[500]
+    data[bad_id]["final_decision"] = "unclear"
+    bad = workdir / "bad.json"
+    bad.write_text(json.dumps(data))
+    assert main(["ingest", "--data-file", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"record {bad_id}" in err and "final_decision" in err and "Traceback" not in err
+    assert current_version(_store(workdir)) == good
+    versions = {k.split("/")[2] for k in _store(workdir).list(DATASET_PREFIX) if k.count("/") == 3}
+    assert versions == {good}
+
+
+def test_env_variable_selects_the_file(
+    workdir: Path, pubmedqa_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHIMERA_PUBMEDQA_FILE", str(pubmedqa_file))
+    assert main(["ingest"]) == 0
+    assert main(["data", "show", "-n", "2", "--split", "validation"]) == 0
+
+
+def test_hub_unreachable_gives_a_clear_error(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # tests/conftest.py sets HF_DATASETS_OFFLINE: the Hub path fails fast, as it would offline.
+    assert main(["ingest"]) == 2
+    err = capsys.readouterr().err
+    assert "qiaojin/PubMedQA" in err and "--data-file" in err
+
+
+def test_stage_is_idempotent_for_a_run_id(
+    workdir: Path, pubmedqa_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHIMERA_PUBMEDQA_FILE", str(pubmedqa_file))
+    args = ["stage", "ingest", "--run-id", "r1"]
+    assert main(args) == 0
+    store = _store(workdir)
+    first = store.get_json("runs/r1/ingest/result.json")
+    assert main(args) == 0
+    assert store.get_json("runs/r1/ingest/result.json") == first

@@ -1,0 +1,133 @@
+"""PubMedQA loading: every accepted format, validation errors naming record and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from chimera_core.data.pubmedqa import read_file, read_id_file, to_tasks
+from chimera_core.data.tasks import ResearchTask
+from chimera_core.data.splits import official_split, seed_split, stratified_split
+from chimera_core.errors import DataError
+
+
+
+def _ori(pmid: str, label: str = "yes", **extra: object) -> dict[str, object]:
+    rec: dict[str, object] = {
+        "QUESTION": f"Question {pmid}?",
+        "CONTEXTS": ["First paragraph.", "Second paragraph."],
+        "LABELS": ["BACKGROUND", "RESULTS"],
+        "MESHES": ["Humans"],
+        "YEAR": "2001",
+        "final_decision": label,
+        "LONG_ANSWER": f"SECRET CONCLUSION {pmid}",
+    }
+    rec.update(extra)
+    return rec
+
+
+def _write_json(tmp_path: Path, data: object, name: str = "d.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_original_form_drops_the_conclusion(tmp_path: Path) -> None:
+    tasks = to_tasks(read_file(_write_json(tmp_path, {"11": _ori("11"), "12": _ori("12", "no")})))
+    assert [t.id for t in tasks] == ["11", "12"]
+    assert tasks[0].context == "First paragraph.\n\nSecond paragraph."
+    assert tasks[1].expected_decision == "no"
+    assert all("SECRET" not in t.model_dump_json() for t in tasks)
+
+
+def test_jsonl_and_parquet_in_hub_form(tmp_path: Path) -> None:
+    hub_rows = [
+        {
+            "pubid": 21,
+            "question": "Q?",
+            "context": {"contexts": ["c1"], "labels": ["L"], "meshes": ["M"]},
+            "long_answer": "SECRET",
+            "final_decision": "maybe",
+        }
+    ]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in hub_rows) + "\n")
+    parquet = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pylist(hub_rows), parquet)
+    for path in (jsonl, parquet):
+        (task,) = to_tasks(read_file(path))
+        assert (task.id, task.goal, task.context, task.expected_decision, task.meshes) == (
+            "21",
+            "Q?",
+            "c1",
+            "maybe",
+            ["M"],
+        )
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ({"7": {k: v for k, v in _ori("7").items() if k != "QUESTION"}}, "record 7: field 'QUESTION'"),
+        ({"7": _ori("7", CONTEXTS=[])}, "record 7: field 'CONTEXTS'"),
+        ({"7": _ori("7", "perhaps")}, "record 7: field 'final_decision': unknown label 'perhaps'"),
+        ({"7": "not a record"}, "record 7: expected an object"),
+    ],
+)
+def test_bad_records_name_record_and_field(
+    tmp_path: Path, records: dict[str, object], message: str
+) -> None:
+    path = _write_json(tmp_path, records)
+    with pytest.raises(DataError, match=message) as err:
+        to_tasks(read_file(path))
+    assert str(path) in str(err.value)
+
+
+def test_duplicate_ids_and_malformed_json(tmp_path: Path) -> None:
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(json.dumps({"pubid": 1, **_ori("1")}) + "\n" + json.dumps({"pubid": 1, **_ori("1")}) + "\n")
+    with pytest.raises(DataError, match=r"d.jsonl:2: record 1: duplicate id \(first seen at .*d.jsonl:1\)"):
+        to_tasks(read_file(jsonl))
+    jsonl.write_text('{"pubid": 1,\n')
+    with pytest.raises(DataError, match=r"d.jsonl:1: malformed JSON"):
+        to_tasks(read_file(jsonl))
+    broken = tmp_path / "b.json"
+    broken.write_text('{"1": {"QUESTION": "q",}}')
+    with pytest.raises(DataError, match=r"b.json: malformed JSON at line 1"):
+        to_tasks(read_file(broken))
+
+
+def test_unsupported_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found"):
+        read_file(tmp_path / "nope.json")
+    (tmp_path / "d.csv").write_text("a,b")
+    with pytest.raises(DataError, match="unsupported file type '.csv'"):
+        read_file(tmp_path / "d.csv")
+
+
+@pytest.fixture(scope="module")
+def all_tasks(pubmedqa_file: Path) -> list[ResearchTask]:
+    return to_tasks(read_file(pubmedqa_file))
+
+
+def test_real_file_splits(all_tasks: list[ResearchTask], test_ids_file: Path) -> None:
+    assert len(all_tasks) == 1000
+    seed = seed_split(all_tasks, 0.8)
+    assert [t.split for t in seed].count("train") == 800
+    assert all(t.split == "train" for t in seed[:800])
+    official = official_split(all_tasks, read_id_file(test_ids_file))
+    assert [t.split for t in official].count("test") == 500
+    strat = stratified_split(all_tasks, 0.8, seed=3)
+    assert strat == stratified_split(all_tasks, 0.8, seed=3)
+    for label, total in (("yes", 552), ("no", 338), ("maybe", 110)):
+        n_train = sum(t.split == "train" and t.expected_decision == label for t in strat)
+        assert n_train == round(total * 0.8)
+
+
+def test_official_split_with_unknown_ids(all_tasks: list[ResearchTask]) -> None:
+    with pytest.raises(DataError, match="1 test id"):
+        official_split(all_tasks, {"999999999"})

@@ -1,0 +1,128 @@
+"""The plugin system: built-ins, the example third-party package, allow-list, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chimera_core.config import load_config
+from chimera_core.errors import PluginError
+from chimera_core.plugins import RewardInput, ToolContext, build_registry
+from chimera_core.plugins.manager import PluginInfo, PluginRegistry
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "chimera-example-plugin"
+
+
+def _fake_dist(site: Path, dist: str, ep_name: str, module: str, source: str) -> None:
+    """A minimal installed distribution (dist-info + module) that importlib.metadata finds."""
+    info = site / f"{dist.replace('-', '_')}-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text(f"[chimera]\n{ep_name} = {module}\n")
+    (site / f"{module}.py").write_text(source)
+
+
+@pytest.fixture(scope="module")
+def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example plugin really installed (pip, no deps) into a private site directory."""
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--target", str(site), str(EXAMPLE)],
+        check=True,
+        capture_output=True,
+    )
+    return site
+
+
+def _chimera(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHONPATH": str(site), **env}
+    if env.get("CHIMERA_PLUGINS") is None:
+        full_env.pop("CHIMERA_PLUGINS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "chimera_core.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+    )
+
+
+def test_builtins_register_through_the_same_hooks() -> None:
+    registry = build_registry(environ={"CHIMERA_PLUGINS": ""})
+    assert all(p.builtin for p in registry.plugins)
+    for entry in registry.entries():
+        assert entry.plugin.builtin
+
+
+def test_example_plugin_is_listed_and_works(example_site: Path) -> None:
+    proc = _chimera(example_site, "plugins", "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["plugin"]: r for r in json.loads(proc.stdout)}
+    assert rows["example"]["package"] == "chimera-example-plugin"
+    assert set(rows["example"]["registers"]) == {"tool:dose_calculator", "reward:step_brevity"}
+    assert rows["example"]["builtin"] is False
+
+    sys.path.insert(0, str(example_site))
+    try:
+        registry = build_registry(environ={})
+    finally:
+        sys.path.remove(str(example_site))
+    config = load_config("local", environ={})
+    tool = registry.tool("dose_calculator")
+    assert tool.run("weight_kg=70 dose_mg_per_kg=2.5", ToolContext(config)) == "total dose: 175 mg"
+    reward = registry.reward("step_brevity")
+    state = {"final_protocol": {"steps": ["short step", "word " * 60]}}
+    assert reward.score(RewardInput(task=None, state=state, config=config)).value == 0.5  # type: ignore[arg-type]
+
+
+def test_allow_list_limits_external_plugins(example_site: Path) -> None:
+    for allow, expected in (("", False), ("example", True), ("chimera-example-plugin", True), ("other", False)):
+        proc = _chimera(example_site, "plugins", "list", "--json", CHIMERA_PLUGINS=allow)
+        assert proc.returncode == 0, proc.stderr
+        names = {r["plugin"] for r in json.loads(proc.stdout)}
+        assert ("example" in names) is expected, allow
+
+
+def test_import_failure_names_plugin_and_package(tmp_path: Path) -> None:
+    _fake_dist(tmp_path, "broken-pkg", "broken", "broken_mod", "raise ImportError('no numpy 9')\n")
+    proc = _chimera(tmp_path, "plugins", "list")
+    assert proc.returncode == 2
+    assert "plugin 'broken' (package broken-pkg) failed to import" in proc.stderr
+    assert "no numpy 9" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_duplicate_name_names_both_plugins(example_site: Path, tmp_path: Path) -> None:
+    source = (
+        "from chimera_core.plugins import hookimpl\n"
+        "class T:\n    name = 'dose_calculator'\n    description = 'd'\n"
+        "    def run(self, query, context):\n        return ''\n"
+        "@hookimpl\ndef register_tools(register):\n    register(T())\n"
+    )
+    _fake_dist(tmp_path, "zz-dup", "zz_dup", "zz_dup_mod", source)
+    proc = _chimera(example_site, "plugins", "list", PYTHONPATH=f"{example_site}:{tmp_path}")
+    assert proc.returncode == 2
+    assert "plugin 'zz_dup' (package zz-dup) registered tool 'dose_calculator'" in proc.stderr
+    assert "already registered by plugin 'example' (package chimera-example-plugin)" in proc.stderr
+
+
+def test_malformed_registration_and_unknown_names() -> None:
+    registry = PluginRegistry(build_registry(environ={"CHIMERA_PLUGINS": ""}).pm, [])
+    info = PluginInfo("p", "pkg", builtin=False)
+
+    class NoRun:
+        name = "x"
+        description = "d"
+
+    with pytest.raises(PluginError, match=r"plugin 'p' \(package pkg\) registered tool 'x' without: run"):
+        registry.add("tool", NoRun(), info)
+    with pytest.raises(PluginError, match="without a string 'name'"):
+        registry.add("reward", object(), info)
+    with pytest.raises(PluginError, match=r"unknown tool 'nope' \(known: none\)"):
+        registry.tool("nope")
