@@ -25,10 +25,12 @@ def setup_logging(level: str = "INFO") -> None:
     _CONFIGURED = True
 
 
-class ContextLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class ContextLogger(logging.LoggerAdapter):
     """Prefixes messages with ``[run=... stage=... role=...]``."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         ctx = " ".join(f"{k}={v}" for k, v in (self.extra or {}).items() if v)
         return (f"[{ctx}] {msg}" if ctx else msg), kwargs
 

@@ -26,7 +26,9 @@ def _counts_table(counts: dict[str, dict[str, int]], totals: dict[str, int]) -> 
         table.add_row(
             split, *(str(per_label.get(lb, 0)) for lb in labels), str(sum(per_label.values()))
         )
-    table.add_row("all", *(str(totals[lb]) for lb in labels), str(sum(totals.values())), style="bold")
+    table.add_row(
+        "all", *(str(totals[lb]) for lb in labels), str(sum(totals.values())), style="bold"
+    )
     return table
 
 
@@ -46,7 +48,9 @@ def register(app: typer.Typer) -> None:
         test_ids: Annotated[
             Path | None, typer.Option(help="PMIDs of the test split (for --split official).")
         ] = None,
-        train_fraction: Annotated[float | None, typer.Option(help="Train share (seed, stratified).")] = None,
+        train_fraction: Annotated[
+            float | None, typer.Option(help="Train share (seed, stratified).")
+        ] = None,
         seed: Annotated[int | None, typer.Option(help="Shuffle seed (stratified).")] = None,
         run_id: Annotated[str | None, typer.Option(help="Run id (default: a new one).")] = None,
     ) -> None:
@@ -69,21 +73,27 @@ def register(app: typer.Typer) -> None:
             )
         m = result.metrics
         console.print(_counts_table(m["counts"], m["label_totals"]))
-        console.print(f"dataset [bold]{result.outputs['dataset_version']}[/] -> {result.outputs['tasks']}")
+        console.print(
+            f"dataset [bold]{result.outputs['dataset_version']}[/] -> {result.outputs['tasks']}"
+        )
 
     group = typer.Typer(help="Inspect task datasets.", no_args_is_help=True)
 
     @group.command("show")
     def show(
         profile: ProfileOption = None,
-        version: Annotated[str | None, typer.Option(help="Dataset version (default: current).")] = None,
+        version: Annotated[
+            str | None, typer.Option(help="Dataset version (default: current).")
+        ] = None,
         split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
         limit: Annotated[int, typer.Option("-n", "--limit", help="Rows to show.")] = 5,
     ) -> None:
         """Print a dataset's counts and a sample of its tasks."""
         config = load_config(profile)
         manifest, tasks = load_task_dataset(open_store(config.artifacts), version)
-        console.print(f"[bold]{manifest.version}[/] from {manifest.source} ({manifest.n_tasks} tasks)")
+        console.print(
+            f"[bold]{manifest.version}[/] from {manifest.source} ({manifest.n_tasks} tasks)"
+        )
         console.print(_counts_table(manifest.counts, manifest.label_totals))
         sample = [t for t in tasks if split is None or t.split == split][:limit]
         table = Table(title="sample", show_lines=True)

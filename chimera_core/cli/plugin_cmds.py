@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -21,7 +22,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Each plugin with what it registers and the package it came from."""
         registry = get_registry()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for info in registry.plugins:
             regs = [e for e in registry.entries() if e.plugin == info]
             rows.append(

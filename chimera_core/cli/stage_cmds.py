@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Argument(help="Stage name (ingest, gather, sft, ...).")],
         run_id: Annotated[str, typer.Option(help="Run id shared by the stages of one run.")],
         profile: ProfileOption = None,
-        force: Annotated[bool, typer.Option(help="Redo even if the stage already finished.")] = False,
+        force: Annotated[
+            bool, typer.Option(help="Redo even if the stage already finished.")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         """Run one stage for a run id; a finished stage is reused unless --force."""

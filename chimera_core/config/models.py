@@ -30,7 +30,7 @@ class ModelEndpointConfig(Section):
 
     backend: Literal["embedded", "openai"] = Field(
         "embedded",
-        description="embedded: served by `chimera serve`; openai: any OpenAI-compatible URL (vLLM).",
+        description="embedded: `chimera serve` hosts it; openai: any OpenAI-compatible URL (vLLM).",
     )
     base_url: str | None = Field(None, description="Endpoint URL; None means the embedded server.")
     served_model: str = Field(description="Model name the endpoint knows.")

@@ -93,7 +93,9 @@ def load_task_dataset(
     try:
         raw_manifest: dict[str, Any] = store.get_json(join_key(prefix, "manifest.json"))
     except ArtifactNotFound:
-        raise DataError(f"unknown dataset version {version!r} in {store.uri(DATASET_PREFIX)}") from None
+        raise DataError(
+            f"unknown dataset version {version!r} in {store.uri(DATASET_PREFIX)}"
+        ) from None
     manifest = DatasetManifest.model_validate(raw_manifest["metadata"])
     payload = store.get_bytes(join_key(prefix, TASKS_FILE))
     if hashlib.sha256(payload).hexdigest() != manifest.sha256:

@@ -30,7 +30,8 @@ def normalize_record(where: str, rec: Mapping[str, Any], pmid: str | None = None
     """One raw record (original or Hub field names) as a ResearchTask; DataError names the field."""
     if not isinstance(rec, Mapping):
         raise DataError(f"{where}: record is a {type(rec).__name__}, expected an object")
-    nested = rec.get("context") if isinstance(rec.get("context"), Mapping) else {}
+    raw_nested = rec.get("context")
+    nested: Mapping[str, Any] = raw_nested if isinstance(raw_nested, Mapping) else {}
     pmid = pmid or _field(rec, "pubid", "pmid", "PMID", "id")
     if pmid is None or str(pmid).strip() == "":
         raise DataError(f"{where}: missing field 'pubid' (the PMID)")
@@ -48,8 +49,10 @@ def normalize_record(where: str, rec: Mapping[str, Any], pmid: str | None = None
         contexts = contexts.tolist()
     if isinstance(contexts, str):
         contexts = [contexts]
-    if not isinstance(contexts, list) or not contexts or not all(
-        isinstance(c, str) for c in contexts
+    if (
+        not isinstance(contexts, list)
+        or not contexts
+        or not all(isinstance(c, str) for c in contexts)
     ):
         raise DataError(f"{at}: field 'CONTEXTS': expected a non-empty list of strings")
 
@@ -69,7 +72,7 @@ def normalize_record(where: str, rec: Mapping[str, Any], pmid: str | None = None
         id=pmid,
         goal=question.strip(),
         context="\n\n".join(c.strip() for c in contexts),
-        expected_decision=label.strip().lower(),  # type: ignore[arg-type]
+        expected_decision=label.strip().lower(),
         meshes=[str(m) for m in meshes],
         year=str(year) if year is not None else None,
     )
@@ -79,7 +82,9 @@ def _read_json(path: Path) -> Iterator[RawRecord]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+        raise DataError(
+            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
     if isinstance(data, Mapping):
         for pmid, rec in data.items():
             if isinstance(rec, Mapping):
@@ -127,7 +132,9 @@ def read_file(path: Path) -> Iterator[RawRecord]:
         return _read_jsonl(path)
     if suffix == ".parquet":
         return _read_parquet(path)
-    raise DataError(f"{path}: unsupported file type {suffix!r} (expected .json, .jsonl or .parquet)")
+    raise DataError(
+        f"{path}: unsupported file type {suffix!r} (expected .json, .jsonl or .parquet)"
+    )
 
 
 def read_hub(dataset: str, config_name: str) -> Iterator[RawRecord]:
@@ -155,7 +162,9 @@ def to_tasks(records: Iterable[RawRecord]) -> list[ResearchTask]:
             raise DataError(f"{where}: record {rec.get('pubid')}: expected an object")
         task = normalize_record(where, rec)
         if task.id in seen:
-            raise DataError(f"{where}: record {task.id}: duplicate id (first seen at {seen[task.id]})")
+            raise DataError(
+                f"{where}: record {task.id}: duplicate id (first seen at {seen[task.id]})"
+            )
         seen[task.id] = where
         tasks.append(task)
     if not tasks:

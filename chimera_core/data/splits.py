@@ -40,4 +40,6 @@ def stratified_split(
         ids = by_label[label]
         rng.shuffle(ids)
         train.update(ids[: round(len(ids) * train_fraction)])
-    return [t.model_copy(update={"split": "train" if t.id in train else "validation"}) for t in tasks]
+    return [
+        t.model_copy(update={"split": "train" if t.id in train else "validation"}) for t in tasks
+    ]

@@ -37,7 +37,9 @@ def register_algorithms(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
-def on_rollout_finished(run_id: str, task_id: str, reward: float, record: Mapping[str, Any]) -> None:
+def on_rollout_finished(
+    run_id: str, task_id: str, reward: float, record: Mapping[str, Any]
+) -> None:
     """A rollout finished and was rewarded (``record`` is its stored summary)."""
 
 

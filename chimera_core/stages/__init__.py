@@ -21,4 +21,11 @@ def stage_fn(name: str) -> StageFn:
     return fn
 
 
-__all__ = ["STAGE_MODULES", "StageContext", "StageResult", "execute_stage", "new_run_id", "stage_fn"]
+__all__ = [
+    "STAGE_MODULES",
+    "StageContext",
+    "StageResult",
+    "execute_stage",
+    "new_run_id",
+    "stage_fn",
+]

@@ -65,9 +65,7 @@ def test_unknown_model_alias_names_the_role_and_known_aliases(tmp_path: Path) ->
     )
     with pytest.raises(ConfigError) as err:
         load_config(str(profile), environ={})
-    assert err.value.problems == [
-        "roles.A.model: unknown model alias 'nope' (expected one of: m)"
-    ]
+    assert err.value.problems == ["roles.A.model: unknown model alias 'nope' (expected one of: m)"]
 
 
 def test_unknown_profile_lists_known_ones() -> None:

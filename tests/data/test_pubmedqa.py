@@ -10,10 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from chimera_core.data.pubmedqa import read_file, read_id_file, to_tasks
-from chimera_core.data.tasks import ResearchTask
 from chimera_core.data.splits import official_split, seed_split, stratified_split
+from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import DataError
-
 
 
 def _ori(pmid: str, label: str = "yes", **extra: object) -> dict[str, object]:
@@ -72,7 +71,10 @@ def test_jsonl_and_parquet_in_hub_form(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("records", "message"),
     [
-        ({"7": {k: v for k, v in _ori("7").items() if k != "QUESTION"}}, "record 7: field 'QUESTION'"),
+        (
+            {"7": {k: v for k, v in _ori("7").items() if k != "QUESTION"}},
+            "record 7: field 'QUESTION'",
+        ),
         ({"7": _ori("7", CONTEXTS=[])}, "record 7: field 'CONTEXTS'"),
         ({"7": _ori("7", "perhaps")}, "record 7: field 'final_decision': unknown label 'perhaps'"),
         ({"7": "not a record"}, "record 7: expected an object"),
@@ -89,8 +91,12 @@ def test_bad_records_name_record_and_field(
 
 def test_duplicate_ids_and_malformed_json(tmp_path: Path) -> None:
     jsonl = tmp_path / "d.jsonl"
-    jsonl.write_text(json.dumps({"pubid": 1, **_ori("1")}) + "\n" + json.dumps({"pubid": 1, **_ori("1")}) + "\n")
-    with pytest.raises(DataError, match=r"d.jsonl:2: record 1: duplicate id \(first seen at .*d.jsonl:1\)"):
+    jsonl.write_text(
+        json.dumps({"pubid": 1, **_ori("1")}) + "\n" + json.dumps({"pubid": 1, **_ori("1")}) + "\n"
+    )
+    with pytest.raises(
+        DataError, match=r"d.jsonl:2: record 1: duplicate id \(first seen at .*d.jsonl:1\)"
+    ):
         to_tasks(read_file(jsonl))
     jsonl.write_text('{"pubid": 1,\n')
     with pytest.raises(DataError, match=r"d.jsonl:1: malformed JSON"):

@@ -33,8 +33,18 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example plugin really installed (pip, no deps) into a private site directory."""
     site = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(EXAMPLE)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(EXAMPLE),
+        ],
         check=True,
         capture_output=True,
     )
@@ -83,7 +93,12 @@ def test_example_plugin_is_listed_and_works(example_site: Path) -> None:
 
 
 def test_allow_list_limits_external_plugins(example_site: Path) -> None:
-    for allow, expected in (("", False), ("example", True), ("chimera-example-plugin", True), ("other", False)):
+    for allow, expected in (
+        ("", False),
+        ("example", True),
+        ("chimera-example-plugin", True),
+        ("other", False),
+    ):
         proc = _chimera(example_site, "plugins", "list", "--json", CHIMERA_PLUGINS=allow)
         assert proc.returncode == 0, proc.stderr
         names = {r["plugin"] for r in json.loads(proc.stdout)}
@@ -120,7 +135,9 @@ def test_malformed_registration_and_unknown_names() -> None:
         name = "x"
         description = "d"
 
-    with pytest.raises(PluginError, match=r"plugin 'p' \(package pkg\) registered tool 'x' without: run"):
+    with pytest.raises(
+        PluginError, match=r"plugin 'p' \(package pkg\) registered tool 'x' without: run"
+    ):
         registry.add("tool", NoRun(), info)
     with pytest.raises(PluginError, match="without a string 'name'"):
         registry.add("reward", object(), info)
