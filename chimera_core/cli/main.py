@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence of a CLI
+    except Exception as exc:
         import click
 
         if isinstance(exc, click.ClickException):
