@@ -112,6 +112,10 @@ class RewardsConfig(Section):
         }
     )
     judge_failure_score: float = Field(0.1, ge=0.0, le=1.0)
+    alignment_mode: Literal["original", "exact"] = Field(
+        "original",
+        description="original: GO<->yes, NO-GO<->no is the reward; exact: yes/no/maybe answer.",
+    )
 
     @model_validator(mode="after")
     def _weights_positive(self) -> RewardsConfig:
