@@ -1,0 +1,1 @@
+"""Training algorithms for the lab's tiers."""
