@@ -1,0 +1,112 @@
+"""GRPO with LoRA on CPU (TRL): the senior roles' RL path when no GPU/VERL is available.
+
+Prompts are the senior roles' real prompts harvested from gathered traces; each step samples
+``num_generations`` completions per prompt, scores them with a reward function built from the
+reward plugins, and updates the LoRA with group-relative advantages. The adapter is merged
+and saved as a plain HF directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from chimera_core.config.models import PPOConfig
+from chimera_core.errors import ChimeraError
+from chimera_core.training.progress import RichProgressCallback, quiet_trainer
+
+RewardFn = Callable[..., list[float]]
+"""TRL reward function: ``fn(prompts, completions, **dataset_columns) -> list[float]``."""
+
+
+class GRPOResult(BaseModel):
+    """What one GRPO run did."""
+
+    output_dir: str
+    n_prompts: int
+    steps: int
+    mean_rewards: list[float]
+    losses: list[float]
+    seconds: float
+    seconds_per_step: float
+
+
+def train_grpo(
+    base_dir: Path,
+    examples: Sequence[dict[str, Any]],
+    reward_fn: RewardFn,
+    cfg: PPOConfig,
+    output_dir: Path,
+    *,
+    seed: int = 0,
+) -> GRPOResult:
+    """Train a LoRA with GRPO on ``examples`` (each has ``prompt`` messages plus columns)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    if not examples:
+        raise ChimeraError("GRPO got no senior prompts (gather produced no senior turns?)")
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    n_gen = max(2, cfg.rollout_n)
+    args = GRPOConfig(
+        output_dir=str(output_dir.parent / f".{output_dir.name}.trainer"),
+        max_steps=cfg.total_steps,
+        learning_rate=cfg.learning_rate,
+        num_generations=n_gen,
+        # One prompt group per step keeps a CPU step bounded; batch = generations of one prompt.
+        per_device_train_batch_size=n_gen,
+        gradient_accumulation_steps=max(1, cfg.train_batch_size // n_gen),
+        max_completion_length=cfg.max_response_length,
+        temperature=0.9,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        bf16=False,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=False,
+    )
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=2 * cfg.lora_r,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        task_type="CAUSAL_LM",
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_fn,
+        args=args,
+        train_dataset=Dataset.from_list(list(examples)),
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
+    progress = RichProgressCallback("grpo (trl, cpu)")
+    quiet_trainer(trainer, progress)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    merged = trainer.model.merge_and_unload()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    steps = int(trainer.state.global_step)
+    result = GRPOResult(
+        output_dir=str(output_dir),
+        n_prompts=len(examples),
+        steps=steps,
+        mean_rewards=progress.series("reward"),
+        losses=progress.series("loss"),
+        seconds=round(seconds, 3),
+        seconds_per_step=round(seconds / max(1, steps), 3),
+    )
+    (output_dir / "chimera_training.json").write_text(json.dumps(result.model_dump(), indent=2))
+    return result

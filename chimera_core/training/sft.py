@@ -1,0 +1,164 @@
+"""Supervised fine-tuning with LoRA on conversations: TRL on CPU, unsloth when CUDA allows.
+
+Conversations become prompt/completion pairs (one per assistant turn, the prompt being every
+message before it), so the loss covers the assistant's tokens only. The adapter is merged into
+the base weights and saved as a plain HF directory that the server can load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from chimera_core.config.models import SFTConfig
+from chimera_core.errors import ChimeraError
+from chimera_core.training.progress import RichProgressCallback, quiet_trainer
+
+Message = dict[str, str]
+
+
+class SFTResult(BaseModel):
+    """What one SFT run did."""
+
+    output_dir: str
+    backend: Literal["trl", "unsloth"]
+    n_conversations: int
+    n_examples: int
+    steps: int
+    losses: list[float]
+    seconds: float
+    seconds_per_step: float
+
+
+def to_prompt_completion(conversations: Sequence[Sequence[Message]]) -> list[dict[str, Any]]:
+    """One example per assistant turn: the messages before it, then that turn."""
+    examples = []
+    for conv in conversations:
+        for i, msg in enumerate(conv):
+            if msg.get("role") == "assistant" and msg.get("content") and i > 0:
+                examples.append(
+                    {
+                        "prompt": [dict(m) for m in conv[:i]],
+                        "completion": [{"role": "assistant", "content": msg["content"]}],
+                    }
+                )
+    return examples
+
+
+def choose_backend(cfg: SFTConfig) -> Literal["trl", "unsloth"]:
+    """unsloth when asked for or (auto) when CUDA and unsloth are both present."""
+    if cfg.use_unsloth == "never":
+        return "trl"
+    import torch
+
+    has = torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None
+    if cfg.use_unsloth == "always" and not has:
+        raise ChimeraError(
+            "stages.sft.use_unsloth is 'always' but CUDA or unsloth is missing "
+            "(install the gpu extra on a CUDA machine, or set it to 'auto')"
+        )
+    return "unsloth" if has else "trl"
+
+
+def _load_unsloth(base_dir: Path, cfg: SFTConfig) -> tuple[Any, Any]:
+    from unsloth import FastLanguageModel  # GPU path only
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        str(base_dir), max_seq_length=cfg.max_seq_length, load_in_4bit=True
+    )
+    model = FastLanguageModel.get_peft_model(
+        model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=cfg.target_modules
+    )
+    return model, tokenizer
+
+
+def _load_trl(base_dir: Path, cfg: SFTConfig) -> tuple[Any, Any]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        target_modules=cfg.target_modules,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora), tokenizer
+
+
+def train_sft(
+    base_dir: Path,
+    conversations: Sequence[Sequence[Message]],
+    cfg: SFTConfig,
+    output_dir: Path,
+    *,
+    seed: int = 0,
+) -> SFTResult:
+    """Train a LoRA on the assistant turns, merge it, save an HF dir; return what happened."""
+    from datasets import Dataset
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    examples = to_prompt_completion(conversations)
+    if not examples:
+        raise ChimeraError("SFT got no assistant turns to learn from (no successful traces?)")
+    backend = choose_backend(cfg)
+    model, tokenizer = (_load_unsloth if backend == "unsloth" else _load_trl)(base_dir, cfg)
+    on_gpu = backend == "unsloth"
+    progress = RichProgressCallback(f"sft ({backend})")
+    work = output_dir.parent / f".{output_dir.name}.trainer"
+    args = TRLSFTConfig(
+        output_dir=str(work),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        max_length=cfg.max_seq_length,
+        completion_only_loss=True,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        # CPU: bf16 raises, and checkpointing doubles compute for no memory need at this size.
+        bf16=on_gpu,
+        use_cpu=not on_gpu,
+        gradient_checkpointing=on_gpu,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+    )
+    quiet_trainer(trainer, progress)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if on_gpu:
+        model.save_pretrained_merged(str(output_dir), tokenizer, save_method="merged_16bit")
+    else:
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+    result = SFTResult(
+        output_dir=str(output_dir),
+        backend=backend,
+        n_conversations=len(conversations),
+        n_examples=len(examples),
+        steps=int(trainer.state.global_step),
+        losses=progress.series("loss"),
+        seconds=round(seconds, 3),
+        seconds_per_step=round(seconds / max(1, trainer.state.global_step), 3),
+    )
+    (output_dir / "chimera_training.json").write_text(json.dumps(result.model_dump(), indent=2))
+    return result
