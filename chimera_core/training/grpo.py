@@ -12,12 +12,13 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 
 from chimera_core.config.models import PPOConfig
 from chimera_core.errors import ChimeraError
+from chimera_core.training.checkpoint import save_merged
 from chimera_core.training.progress import RichProgressCallback, quiet_trainer
 
 RewardFn = Callable[..., list[float]]
@@ -83,7 +84,7 @@ def train_grpo(
     )
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=reward_fn,
+        reward_funcs=cast(Any, reward_fn),
         args=args,
         train_dataset=Dataset.from_list(list(examples)),
         processing_class=tokenizer,
@@ -94,10 +95,7 @@ def train_grpo(
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    merged = trainer.model.merge_and_unload()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    save_merged(trainer.model, tokenizer, output_dir)
     steps = int(trainer.state.global_step)
     result = GRPOResult(
         output_dir=str(output_dir),

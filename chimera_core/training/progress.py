@@ -8,7 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import TrainerCallback
 
 
-class RichProgressCallback(TrainerCallback):  # type: ignore[misc]
+class RichProgressCallback(TrainerCallback):
     """Shows steps done, the last loss and time left; keeps every log record."""
 
     def __init__(self, description: str) -> None:
@@ -37,9 +37,8 @@ class RichProgressCallback(TrainerCallback):  # type: ignore[misc]
         if not logs:
             return
         self.history.append(dict(logs))
-        if isinstance(logs.get("loss"), int | float):
-            if self._progress is not None:
-                self._progress.update(self._task, loss=f"{logs['loss']:.3f}")
+        if isinstance(logs.get("loss"), int | float) and self._progress is not None:
+            self._progress.update(self._task, loss=f"{logs['loss']:.3f}")
 
     def series(self, key: str) -> list[float]:
         """Every logged value of one metric (e.g. "loss", "reward"), in order."""

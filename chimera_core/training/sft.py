@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from chimera_core.config.models import SFTConfig
 from chimera_core.errors import ChimeraError
+from chimera_core.training.checkpoint import save_merged
 from chimera_core.training.progress import RichProgressCallback, quiet_trainer
 
 Message = dict[str, str]
@@ -143,13 +144,11 @@ def train_sft(
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    output_dir.mkdir(parents=True, exist_ok=True)
     if on_gpu:
+        output_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained_merged(str(output_dir), tokenizer, save_method="merged_16bit")
     else:
-        merged = trainer.model.merge_and_unload()
-        merged.save_pretrained(output_dir)
-        tokenizer.save_pretrained(output_dir)
+        save_merged(trainer.model, tokenizer, output_dir)
     result = SFTResult(
         output_dir=str(output_dir),
         backend=backend,
