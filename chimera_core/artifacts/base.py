@@ -118,12 +118,14 @@ class ArtifactStore(ABC):
         prefix = normalize_key(prefix)
         manifest = self.get_json(join_key(prefix, MANIFEST))
         dest.mkdir(parents=True, exist_ok=True)
-        for rel, info in manifest["files"].items():
+        for name, info in manifest["files"].items():
+            rel = normalize_key(name)  # a tampered manifest must not write outside dest
             target = dest / rel
             if target.is_file() and sha256_file(target) == info["sha256"]:
                 continue  # already here from an earlier, interrupted download
             self.get_file(join_key(prefix, rel), target)
             if verify and sha256_file(target) != info["sha256"]:
+                target.unlink()  # never leave corrupt bytes where a reader might use them
                 raise ArtifactError(f"checksum mismatch for {self.uri(join_key(prefix, rel))}")
         (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         return dest

@@ -12,6 +12,11 @@ from chimera_core.artifacts.base import ArtifactStore, normalize_key
 from chimera_core.errors import ArtifactNotFound
 
 
+def _is_temp(name: str) -> bool:
+    """Whether a file name is an in-flight write (``.<name>.<random>.part``), not a key."""
+    return name.startswith(".") and name.endswith(".part")
+
+
 class LocalArtifactStore(ArtifactStore):
     """Artifacts as files under one root directory."""
 
@@ -79,9 +84,12 @@ class LocalArtifactStore(ArtifactStore):
             return
         if not base.is_dir():
             return
-        for p in sorted(base.rglob("*")):
-            if p.is_file() and not p.name.endswith(".part"):
-                yield p.relative_to(self.root).as_posix()
+        # Sort the key strings, not the Paths: Path order puts "a/b" before "a-c".
+        yield from sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not _is_temp(p.name)
+        )
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
