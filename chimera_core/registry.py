@@ -1,0 +1,150 @@
+"""Versioned model checkpoints per alias, with lineage and a champion pointer.
+
+Layout: ``models/<alias>/versions/<version>/`` (an HF directory published with a manifest whose
+metadata is the version record) and ``models/<alias>/champion.json``. The version ``base`` is
+the prepared base model: it is never uploaded, every machine prepares it locally. A *model
+set* maps each alias to a version; ``base`` and ``champion`` are the two named sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from chimera_core.artifacts import ArtifactStore, join_key
+from chimera_core.errors import ArtifactNotFound, ChimeraError
+
+BASE = "base"
+MODELS_PREFIX = "models"
+
+
+class ModelVersion(BaseModel):
+    """One registered checkpoint of an alias and where it came from."""
+
+    alias: str
+    version: str
+    parent: str = Field(description="Version it was trained from.")
+    stage: str = Field(description="Stage that produced it (sft, ppo, ...).")
+    run_id: str
+    data_sha256: str | None = Field(None, description="Training data artifact's sha256.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Training settings.")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    uri: str = ""
+    created_at: str = ""
+
+
+class ModelRegistry:
+    """Register, list, fetch and promote versions of each model alias."""
+
+    def __init__(self, store: ArtifactStore, cache_dir: Path) -> None:
+        self.store = store
+        self.cache_dir = Path(cache_dir)
+
+    def _prefix(self, alias: str, version: str) -> str:
+        return join_key(MODELS_PREFIX, alias, "versions", version)
+
+    def register(
+        self,
+        alias: str,
+        checkpoint_dir: Path,
+        *,
+        parent: str,
+        stage: str,
+        run_id: str,
+        data_sha256: str | None = None,
+        config: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Upload an HF directory as version ``<stage>-<run_id>`` (idempotent for a run)."""
+        version = f"{stage}-{run_id}"
+        prefix = self._prefix(alias, version)
+        if self.store.is_published(prefix):
+            return self.get(alias, version)
+        record = ModelVersion(
+            alias=alias,
+            version=version,
+            parent=parent,
+            stage=stage,
+            run_id=run_id,
+            data_sha256=data_sha256,
+            config=config or {},
+            metrics=metrics or {},
+            uri=self.store.uri(prefix),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        self.store.put_dir(prefix, checkpoint_dir, metadata=record.model_dump(mode="json"))
+        return record
+
+    def get(self, alias: str, version: str) -> ModelVersion:
+        """A version's record; ``base`` always exists."""
+        if version == BASE:
+            return ModelVersion(alias=alias, version=BASE, parent="", stage="prepare", run_id="")
+        try:
+            manifest = self.store.get_json(join_key(self._prefix(alias, version), "manifest.json"))
+        except ArtifactNotFound:
+            known = ", ".join(self.versions(alias)) or "only base"
+            raise ChimeraError(
+                f"unknown version {version!r} of model {alias!r} (known: {known})"
+            ) from None
+        return ModelVersion.model_validate(manifest["metadata"])
+
+    def versions(self, alias: str) -> list[str]:
+        """Registered (uploaded) versions of an alias, oldest first by name."""
+        prefix = join_key(MODELS_PREFIX, alias, "versions")
+        return sorted(
+            {
+                key.split("/")[3]
+                for key in self.store.list(prefix)
+                if key.endswith("/manifest.json") and key.count("/") == 4
+            }
+        )
+
+    def aliases(self) -> list[str]:
+        """Aliases with at least one registered version or a champion."""
+        return sorted({key.split("/")[1] for key in self.store.list(MODELS_PREFIX)})
+
+    def champion(self, alias: str) -> str:
+        """The alias's champion version (``base`` until one is promoted)."""
+        key = join_key(MODELS_PREFIX, alias, "champion.json")
+        if not self.store.exists(key):
+            return BASE
+        return str(self.store.get_json(key)["version"])
+
+    def promote(self, alias: str, version: str, reason: str) -> None:
+        """Make a version the alias's champion, keeping the previous one in the record."""
+        self.get(alias, version)  # must exist
+        previous = self.champion(alias)
+        self.store.put_json(
+            join_key(MODELS_PREFIX, alias, "champion.json"),
+            {
+                "version": version,
+                "previous": previous,
+                "reason": reason,
+                "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+
+    def model_set(self, name: str, aliases: Iterable[str]) -> dict[str, str]:
+        """Resolve a set name (``base``, ``champion``) to alias -> version."""
+        if name == BASE:
+            return dict.fromkeys(aliases, BASE)
+        if name == "champion":
+            return {alias: self.champion(alias) for alias in aliases}
+        raise ChimeraError(f"unknown model set {name!r} (expected base or champion)")
+
+    def fetch(self, alias: str, version: str) -> Path:
+        """A local, checksum-verified copy of an uploaded version (cached)."""
+        if version == BASE:
+            raise ChimeraError("the base version is prepared locally, not fetched")
+        self.get(alias, version)
+        dest = self.cache_dir / alias / version
+        if (dest / "manifest.json").is_file():
+            return dest
+        partial = dest.with_name(f".{version}.partial")
+        self.store.get_dir(self._prefix(alias, version), partial)
+        partial.rename(dest)
+        return dest
