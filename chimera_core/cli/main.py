@@ -29,24 +29,17 @@ stage_cmds.register(app)
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and map errors to exit codes; never show a traceback for a user error."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Standalone mode: click handles usage errors (exit 2), --help and typer.Exit itself.
+        app(args=argv, standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ChimeraError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return exc.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        err_console.print("aborted")
-        return 130
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
         if debug_enabled():
             raise
         err_console.print(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from chimera_core.cli.common import ProfileOption, console, load_profile
-from chimera_core.stages import execute_stage, stage_fn
+from chimera_core.stages import execute_stage, safe_run_id, stage_fn
+
+SKIP_EXIT_CODE = 99  # Airflow maps it to "skipped" (skip_on_exit_code)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,15 +25,32 @@ def register(app: typer.Typer) -> None:
         force: Annotated[
             bool, typer.Option(help="Redo even if the stage already finished.")
         ] = False,
+        only: Annotated[
+            str | None,
+            typer.Option(
+                help=f"Comma list of selected stages; exit {SKIP_EXIT_CODE} if not in it."
+            ),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        xcom_file: Annotated[
+            Path | None, typer.Option(help="Also write the result JSON here (Airflow XCom).")
+        ] = None,
     ) -> None:
         """Run one stage for a run id; a finished stage is reused unless --force."""
+        stage_fn(name)  # unknown names fail before anything else
+        if only is not None and name not in {s.strip() for s in only.split(",") if s.strip()}:
+            console.print(f"stage [bold]{name}[/] not selected ({only}); skipped")
+            raise typer.Exit(SKIP_EXIT_CODE)
         config = load_profile(profile)
-        result = execute_stage(stage_fn(name), name, config, run_id, force=force)
+        result = execute_stage(stage_fn(name), name, config, safe_run_id(run_id), force=force)
+        payload = result.model_dump(mode="json")
+        if xcom_file is not None:
+            xcom_file.parent.mkdir(parents=True, exist_ok=True)
+            xcom_file.write_text(json.dumps(payload))
         if as_json:
-            print(json.dumps(result.model_dump(mode="json")))
+            print(json.dumps(payload))
         else:
             state = "reused" if result.resumed else f"done in {result.seconds:.1f}s"
-            console.print(f"stage [bold]{name}[/] ({run_id}): {state}")
+            console.print(f"stage [bold]{name}[/] ({result.run_id}): {state}")
             for key, uri in result.outputs.items():
                 console.print(f"  {key}: {uri}")

@@ -242,6 +242,58 @@ class EmbeddedServerConfig(Section):
     models_dir: Path = Field(Path(".chimera/models"), description="Converted model cache.")
 
 
+class SecretRef(Section):
+    """A Kubernetes secret key exposed to a pod as an environment variable."""
+
+    secret: str
+    key: str
+
+
+class PodConfig(Section):
+    """How a stage runs as a Kubernetes pod (KubernetesPodOperator)."""
+
+    image: str = "chimera-worker:0.1.0"
+    namespace: str = "chimera"
+    service_account: str | None = None
+    gpu_stages: list[str] = Field(default_factory=lambda: ["gather", "sft", "ppo", "evaluate"])
+    gpus: int = Field(1, ge=0)
+    cpu_request: str = "2"
+    memory_request: str = "8Gi"
+    tolerations: list[dict[str, str]] = Field(
+        default_factory=lambda: [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, SecretRef] = Field(
+        default_factory=lambda: {
+            "CHIMERA_ARTIFACTS__ACCESS_KEY": SecretRef(secret="chimera-minio", key="access_key"),
+            "CHIMERA_ARTIFACTS__SECRET_KEY": SecretRef(secret="chimera-minio", key="secret_key"),
+            "WANDB_API_KEY": SecretRef(secret="chimera-wandb", key="api_key"),
+        },
+        description="Env var -> Kubernetes secret; never values in the DAG.",
+    )
+    startup_timeout_s: int = Field(600, ge=30)
+
+
+class OrchestrationConfig(Section):
+    """How the Airflow DAGs run the stages."""
+
+    executor: Literal["local", "kubernetes"] = Field(
+        "local", description="local: `chimera stage` subprocess; kubernetes: one pod per stage."
+    )
+    schedule: str | None = Field("0 2 * * *", description="Cron of the nightly training DAG.")
+    stages: list[str] = Field(
+        default_factory=lambda: ["ingest", "gather", "sft", "ppo", "bandit", "evaluate", "promote"]
+    )
+    chimera_command: list[str] = Field(
+        default_factory=lambda: ["chimera"], description="How a local task invokes the CLI."
+    )
+    minio_conn_id: str = Field("chimera_minio", description="Airflow `aws` connection for MinIO.")
+    retries: int = Field(2, ge=0)
+    pod: PodConfig = Field(default_factory=PodConfig)
+
+
 class ChimeraConfig(Section):
     """The resolved configuration of one profile."""
 
@@ -255,6 +307,7 @@ class ChimeraConfig(Section):
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     serving: EmbeddedServerConfig = Field(default_factory=EmbeddedServerConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
 
     def reference_problems(self) -> list[str]:
         """Cross-section checks (names that must refer to other keys), one line per problem."""

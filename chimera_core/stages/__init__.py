@@ -5,7 +5,14 @@ from __future__ import annotations
 import importlib
 
 from chimera_core.errors import ChimeraError
-from chimera_core.stages.base import StageContext, StageFn, StageResult, execute_stage, new_run_id
+from chimera_core.stages.base import (
+    StageContext,
+    StageFn,
+    StageResult,
+    execute_stage,
+    new_run_id,
+    safe_run_id,
+)
 
 # Modules are imported on first use: training stages pull in heavy libraries.
 STAGE_MODULES: dict[str, str] = {
@@ -27,5 +34,6 @@ __all__ = [
     "StageResult",
     "execute_stage",
     "new_run_id",
+    "safe_run_id",
     "stage_fn",
 ]

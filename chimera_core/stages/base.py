@@ -8,6 +8,7 @@ process, from Airflow, or in a GPU pod.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -67,6 +68,14 @@ class StageContext:
 
 StageFn = Callable[[StageContext], StageResult]
 RESULT = "result.json"
+
+
+def safe_run_id(run_id: str) -> str:
+    """A run id usable in keys and paths (Airflow's contain ':' and '+')."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id.strip()).strip("._")
+    if not safe:
+        raise ChimeraError(f"invalid run id {run_id!r}")
+    return safe
 
 
 def new_run_id(prefix: str = "run") -> str:
