@@ -12,9 +12,12 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.net import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CHIMERA_SHARED_DIR", REPO.parent / "shared"))
@@ -33,3 +36,18 @@ def pubmedqa_file() -> Path:
 def test_ids_file() -> Path:
     """The official PQA-L test PMIDs."""
     return PUBMEDQA_DIR / "test_ground_truth.json"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A moto S3 server in this process on 127.0.0.1; yields its ``host:port``."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        wait_for_port(port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -190,6 +190,10 @@ class EvaluateConfig(Section):
 
     n_tasks: int = Field(20, ge=1)
     split: str = "validation"
+    model_set: str = Field(
+        "candidate",
+        description="What to evaluate against base: candidate (this run's), champion or VERSION.",
+    )
     primary_metric: str = "mean_reward"
     promote_margin: float = Field(0.0, ge=0.0)
     bootstrap_samples: int = Field(1000, ge=100)

@@ -22,6 +22,7 @@ PARAM_ENV = {
     "eval_tasks": "CHIMERA_STAGES__EVALUATE__N_TASKS",
     "sft_steps": "CHIMERA_STAGES__SFT__MAX_STEPS",
     "ppo_steps": "CHIMERA_STAGES__PPO__TOTAL_STEPS",
+    "model_set": "CHIMERA_STAGES__EVALUATE__MODEL_SET",
 }
 RUN_ID = "{{ run_id }}"
 STAGES_PARAM = "{{ params.stages | join(',') }}"
@@ -41,9 +42,12 @@ def stage_arguments(stage: str, extra: Sequence[str] = ()) -> list[str]:
 
 
 def param_env() -> dict[str, str]:
-    """Templated env overrides from the DAG's params (empty params leave the profile's value)."""
-    return {env: f"{{{{ params.{name} if params.{name} is not none else '' }}}}"
-            for name, env in PARAM_ENV.items()}  # fmt: skip
+    """Templated env overrides from the DAG's params (absent or null leaves the profile's)."""
+    return {
+        env: f"{{{{ params.{name} if params.{name} is defined and params.{name} is not none "
+        f"else '' }}}}"
+        for name, env in PARAM_ENV.items()
+    }
 
 
 def minio_env(conn_id: str) -> dict[str, str]:

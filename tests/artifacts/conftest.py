@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,29 +14,11 @@ import pytest
 
 from chimera_core.artifacts.local import LocalArtifactStore
 from chimera_core.artifacts.s3 import S3ArtifactStore
+from tests.net import free_port, wait_for_port
 
 # moto ignores credentials; any pair signs requests it accepts.
 TEST_ACCESS_KEY = "chimera-test-user"
 TEST_SECRET_KEY = "chimera-test-secret-do-not-log"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    """Block until something accepts connections on 127.0.0.1:port, or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
 def unique_bucket() -> str:
@@ -59,21 +39,6 @@ def make_s3_store(
     }
     options.update(kwargs)
     return S3ArtifactStore(endpoint, bucket, prefix, **options)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """A moto S3 server in this process on 127.0.0.1; yields its ``host:port``."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        wait_for_port(port)
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
