@@ -1,4 +1,7 @@
 """Chimera's built-in plugins, registered through the same hooks as third-party ones."""
 
 # Module names, loaded in this order before any entry-point plugin.
-BUILTIN_PLUGINS: tuple[str, ...] = ("chimera_plugins.rewards",)
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "chimera_plugins.rewards",
+    "chimera_plugins.adapters",
+)

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         table = Table(title="chimera plugins")
         table.add_column("plugin")
         table.add_column("package")
-        table.add_column("registers")
+        table.add_column("registers", overflow="fold", no_wrap=False, min_width=28)
         for row in rows:
             table.add_row(row["plugin"], row["package"], "\n".join(row["registers"]) or "-")
         console.print(table)

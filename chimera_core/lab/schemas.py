@@ -1,14 +1,54 @@
-"""Structured outputs of the lab's roles. Agents answer in JSON that validates against these."""
+"""Structured outputs of the lab's roles. Agents answer in JSON that validates against these.
+
+Small models get the shape right more often than the spelling: the ``before`` validators accept
+common variants (``"approve"``, ``"No-Go"``, ``"$50,000"``, one string instead of a list) so that
+only genuinely unusable answers fail validation.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Decision = Literal["GO", "NO-GO"]
 Answer = Literal["yes", "no", "maybe"]
 Severity = Literal["CRITICAL", "MAJOR", "MINOR"]
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_MULTIPLIERS = {"k": 1e3, "thousand": 1e3, "m": 1e6, "million": 1e6, "b": 1e9, "billion": 1e9}
+
+
+def _as_list(value: Any) -> Any:
+    """One string where a list was asked for becomes a one-item list; None becomes empty."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value.strip() else []
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else str(v) for v in value if v is not None]
+    return value
+
+
+def _upper_label(value: Any) -> Any:
+    """Case and separator variants of an upper-case label: 'no go' -> 'NO-GO'."""
+    if isinstance(value, str):
+        return re.sub(r"[\s_]+", "-", value.strip()).upper()
+    return value
+
+
+def parse_amount(value: Any) -> Any:
+    """'$1.2 million', '50,000 USD', '10k' -> a float; anything else is left to validation."""
+    if not isinstance(value, str):
+        return value
+    text = value.lower().replace(",", "")
+    match = _NUMBER.search(text)
+    if not match:
+        return value
+    amount = float(match.group())
+    tail = text[match.end() :].strip().split(" ")[0].rstrip(".")
+    return amount * _MULTIPLIERS.get(tail, 1.0)
 
 
 class Output(BaseModel):
@@ -23,6 +63,8 @@ class JuniorResearch(Output):
     hypothesis: str = Field(min_length=1)
     supporting_papers: list[str] = Field(default_factory=list, description="PMIDs or titles.")
     agent_name: str = ""
+
+    _papers = field_validator("supporting_papers", mode="before")(_as_list)
 
 
 class SupervisorChoice(Output):
@@ -47,6 +89,9 @@ class Protocol(Output):
     safety_concerns: list[str] = Field(default_factory=list)
     budget_usd: float = Field(ge=0)
 
+    _lists = field_validator("steps", "safety_concerns", mode="before")(_as_list)
+    _budget = field_validator("budget_usd", mode="before")(parse_amount)
+
 
 class ReviewDecision(Output):
     """A review-board verdict; severity routes revisions."""
@@ -55,6 +100,8 @@ class ReviewDecision(Output):
     critique_severity: Severity
     feedback: str = ""
 
+    _labels = field_validator("decision", "critique_severity", mode="before")(_upper_label)
+
 
 class PIDecision(Output):
     """The principal investigator's GO/NO-GO with the answer to the task's question."""
@@ -62,3 +109,10 @@ class PIDecision(Output):
     final_decision: Decision
     answer: Answer
     rationale: str = ""
+
+    _decision = field_validator("final_decision", mode="before")(_upper_label)
+
+    @field_validator("answer", mode="before")
+    @classmethod
+    def _lower_answer(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value

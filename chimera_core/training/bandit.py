@@ -22,22 +22,11 @@ from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import SGDRegressor
 
+from chimera_core.data.training_data import BanditSample
+
 _WORD = re.compile(r"[a-z][a-z0-9-]{2,}")
 WEIGHTS_FILE = "bandit.safetensors"
 META_FILE = "bandit.json"
-
-
-class BanditSample(BaseModel):
-    """One logged supervisor decision and the rollout's final reward."""
-
-    task_id: str
-    goal: str
-    hypotheses: list[str] = Field(min_length=1)
-    chosen: int = Field(ge=0)
-    propensity: float = Field(
-        gt=0.0, le=1.0, description="Probability the logging policy chose it."
-    )
-    reward: float
 
 
 class OffPolicyEstimate(BaseModel):

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chimera_core.training.bandit import BanditSample, LinearBanditPolicy
+from chimera_core.data.training_data import BanditSample
+from chimera_core.training.bandit import LinearBanditPolicy
 
 GOALS = [
     ("Does aspirin reduce stroke recurrence?", "aspirin stroke recurrence"),

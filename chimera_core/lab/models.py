@@ -1,0 +1,99 @@
+"""Chat models per role, built from the config's model aliases.
+
+The graph never holds a model: each node asks the rollout's ``ModelProvider`` for its role's
+model when it runs, so a rollout can bind the trainable roles to a new checkpoint (or a proxy
+route) by passing another provider, without rebuilding the graph.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+
+from chimera_core.config.models import ChimeraConfig, ModelEndpointConfig
+from chimera_core.errors import ChimeraError
+
+
+@runtime_checkable
+class ModelProvider(Protocol):
+    """Gives each role the chat model it should use in this rollout."""
+
+    def for_role(self, role: str) -> BaseChatModel:
+        """The chat model for a role name of the config."""
+        ...
+
+
+def endpoint_chat_model(
+    endpoint: ModelEndpointConfig, base_url: str, temperature: float | None = None
+) -> BaseChatModel:
+    """An OpenAI-compatible chat model for one endpoint, with its sampling and retry settings."""
+    sampling = endpoint.sampling
+    return ChatOpenAI(
+        base_url=base_url,
+        model=endpoint.served_model,
+        api_key=endpoint.api_key,
+        temperature=sampling.temperature if temperature is None else temperature,
+        top_p=sampling.top_p,
+        max_tokens=sampling.max_tokens,  # type: ignore[call-arg]  # alias of max_completion_tokens
+        timeout=endpoint.timeout_s,
+        max_retries=endpoint.max_retries,
+    )
+
+
+class ConfigModelProvider:
+    """Models from ``config.models``; embedded aliases get their URL from ``base_urls``."""
+
+    def __init__(
+        self,
+        config: ChimeraConfig,
+        base_urls: Mapping[str, str] | None = None,
+        overrides: Mapping[str, BaseChatModel] | None = None,
+    ) -> None:
+        self.config = config
+        self.base_urls = dict(base_urls or {})
+        self.overrides = dict(overrides or {})
+        self._cache: dict[tuple[str, float | None], BaseChatModel] = {}
+        self._lock = threading.Lock()
+
+    def base_url(self, alias: str) -> str:
+        """Where an alias is served: its configured URL, else the running embedded server's."""
+        endpoint = self.config.models[alias]
+        if url := self.base_urls.get(alias) or endpoint.base_url:
+            return url
+        raise ChimeraError(
+            f"model alias {alias!r} is served by the embedded server, but no server URL is known "
+            "for it: start it (chimera serve) and pass its base_url, or run through `chimera "
+            "run-task`, which starts it"
+        )
+
+    def for_role(self, role: str) -> BaseChatModel:
+        """The role's override if any, else its alias's model at the role's temperature."""
+        if role in self.overrides:
+            return self.overrides[role]
+        try:
+            role_cfg = self.config.roles[role]
+        except KeyError:
+            raise ChimeraError(
+                f"unknown role {role!r} (known: {', '.join(self.config.roles)})"
+            ) from None
+        key = (role_cfg.model, role_cfg.temperature)
+        with self._lock:
+            if key not in self._cache:
+                endpoint = self.config.models[role_cfg.model]
+                self._cache[key] = endpoint_chat_model(
+                    endpoint, self.base_url(role_cfg.model), role_cfg.temperature
+                )
+            return self._cache[key]
+
+    def with_overrides(self, models: Mapping[str, BaseChatModel]) -> ConfigModelProvider:
+        """A provider that uses the given models for those roles and this one's for the rest."""
+        return ConfigModelProvider(self.config, self.base_urls, {**self.overrides, **models})
+
+    def with_trainable(self, model: BaseChatModel) -> ConfigModelProvider:
+        """A provider binding every ``trainable`` role to the model under training."""
+        trainable = [name for name, role in self.config.roles.items() if role.trainable]
+        return self.with_overrides(dict.fromkeys(trainable, model))

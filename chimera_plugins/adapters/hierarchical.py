@@ -1,0 +1,133 @@
+"""HierarchicalTraceAdapter: traced rollouts -> SFT conversations, RL triplets, bandit samples.
+
+Juniors get their conversations (for SFT on success), seniors their LLM calls as triplets with
+token ids (for GRPO/PPO), and the supervisor its logged choices (for the contextual bandit).
+Roles are found by the LangGraph node name on the spans (Agent Lightning's ``agent_name``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chimera_core.config.models import ChimeraConfig
+from chimera_core.data.rollouts import RolloutRecord
+from chimera_core.data.training_data import BanditSample, RLExample, SFTExample, TrainingData
+
+LLM_CALL = r"openai\.chat\.completion"
+
+
+@dataclass
+class TracedRollout:
+    """A rollout record with its raw spans (Agent Lightning span dicts, JSON form)."""
+
+    record: RolloutRecord
+    spans: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _role_regex(roles: Sequence[str]) -> str:
+    # A node may wrap its call in a named sub-chain ("Role.repair"): match the prefix.
+    return r"^(" + "|".join(re.escape(r) for r in roles) + r")(\.|$)"
+
+
+def _role_call_ids(spans: Sequence[Any], role: str) -> set[str]:
+    from agentlightning.adapter.triplet import TraceTree
+
+    tree = TraceTree.from_spans(list(spans))
+    tree.repair_hierarchy()
+    calls = tree.find_llm_calls(
+        llm_call_match=LLM_CALL,
+        agent_match=_role_regex([role]),
+        within_matching_subtree=None,
+        within_reward=False,
+        within_llm_call=False,
+        existing_llm_call_response_ids=set(),
+    )
+    return {node.span.span_id for node, _agent in calls}
+
+
+def _conversations(spans: Sequence[Any], role: str) -> list[list[dict[str, Any]]]:
+    """Each LLM call of a role as prompt messages plus the assistant reply."""
+    from agentlightning import TraceToMessages
+
+    ids = _role_call_ids(spans, role)
+    keep = [s for s in spans if s.span_id in ids or s.parent_id in ids]
+    if not keep:
+        return []
+    return [list(rec["messages"]) for rec in TraceToMessages().adapt(keep)]
+
+
+class HierarchicalTraceAdapter:
+    """The built-in adapter: one pass over rollouts feeds all three trainers."""
+
+    name = "hierarchical"
+
+    def adapt(
+        self, rollouts: Sequence[TracedRollout], config: ChimeraConfig | None = None
+    ) -> TrainingData:
+        """Convert traced rollouts; failed rollouts contribute nothing."""
+        from agentlightning import Span, TracerTraceToTriplet
+
+        juniors = config.roles_of_tier("junior") if config else []
+        seniors = config.roles_of_tier("senior") if config else []
+        data = TrainingData()
+        for item in rollouts:
+            rec = item.record
+            if rec.status != "succeeded" or rec.reward is None:
+                continue
+            data.n_rollouts += 1
+            spans = [Span.model_validate(s) for s in item.spans]
+            data.n_spans += len(spans)
+            if not spans:
+                continue
+            for role in juniors:
+                for messages in _conversations(spans, role):
+                    data.sft.append(
+                        SFTExample(
+                            role=role,
+                            task_id=rec.task_id,
+                            rollout_id=rec.rollout_id,
+                            reward=rec.reward,
+                            messages=messages,
+                        )
+                    )
+            if seniors:
+                adapter = TracerTraceToTriplet(
+                    agent_match=_role_regex(seniors), llm_call_match=LLM_CALL
+                )
+                for trip in adapter.adapt(spans):
+                    data.rl.append(
+                        RLExample(
+                            role=str(trip.metadata.get("agent_name", "")).split(".")[0],
+                            task_id=rec.task_id,
+                            rollout_id=rec.rollout_id,
+                            # Every senior call shares the rollout's final reward (episode-level).
+                            reward=rec.reward,
+                            prompt_messages=list(trip.prompt.get("raw_content") or []),
+                            prompt_token_ids=list(trip.prompt.get("token_ids") or []),
+                            response_text=_response_text(trip.response),
+                            response_token_ids=list(trip.response.get("token_ids") or []),
+                        )
+                    )
+            sup = rec.supervisor
+            if sup.hypotheses and sup.chosen is not None and sup.propensity:
+                data.bandit.append(
+                    BanditSample(
+                        task_id=rec.task_id,
+                        goal=str(rec.state.get("research_goal", "")),
+                        hypotheses=sup.hypotheses,
+                        chosen=sup.chosen,
+                        propensity=sup.propensity,
+                        reward=rec.reward,
+                    )
+                )
+        return data
+
+
+def _response_text(response: dict[str, Any]) -> str:
+    raw = response.get("raw_content")
+    if isinstance(raw, list) and raw and isinstance(raw[0], dict):
+        return str(raw[0].get("content") or "")
+    return str(raw or "")
