@@ -1,0 +1,82 @@
+"""The LLM judge: weighted criteria, lenient JSON, rescaled scales, penalties on failure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chimera_core.config import ChimeraConfig, load_config
+from chimera_core.data import ResearchTask
+from chimera_core.plugins import RewardInput, build_registry
+from chimera_plugins.rewards.llm_judge import CRITERIA_HELP as CRITERIA
+
+TASK = ResearchTask(
+    id="9", goal="Does X help?", context="X reduced Y in 40 adults.", expected_decision="yes"
+)
+STATE = {
+    "final_protocol": {"title": "t", "steps": ["a"], "safety_concerns": [], "budget_usd": 1},
+    "final_decision": "GO",
+    "final_answer": "yes",
+}
+
+
+@pytest.fixture(scope="module")
+def config() -> ChimeraConfig:
+    return load_config("local", environ={})
+
+
+def _score(config: ChimeraConfig, reply: str | Exception, state: dict = STATE):  # type: ignore[no-untyped-def]
+    seen: list[list[dict[str, str]]] = []
+
+    def chat(alias: str, messages: list[dict[str, str]]) -> str:
+        assert alias == config.rewards.judge_model
+        seen.append(messages)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    judge = build_registry(environ={"CHIMERA_PLUGINS": ""}).reward("llm_judge")
+    return judge.score(RewardInput(task=TASK, state=state, config=config, chat=chat)), seen
+
+
+def test_weighted_scores_from_a_fenced_reply(config: ChimeraConfig) -> None:
+    reply = (
+        "Here is my verdict:\n```json\n"
+        '{"novelty": 1, "feasibility": 0.5, "impact": 0.5, "clarity": 1, '
+        '"groundedness": 0, "efficiency": 1}\n```'
+    )
+    score, seen = _score(config, reply)
+    assert not score.failed
+    # 0.10*1 + 0.20*0.5 + 0.30*0.5 + 0.15*1 + 0.20*0 + 0.05*1 = 0.55
+    assert score.value == pytest.approx(0.55)
+    assert score.breakdown["groundedness"] == 0
+    assert "X reduced Y in 40 adults." in seen[0][1]["content"]
+
+
+def test_ten_point_scale_is_rescaled(config: ChimeraConfig) -> None:
+    reply = json.dumps(dict.fromkeys(CRITERIA, 8))
+    score, _ = _score(config, reply)
+    assert score.value == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ("I think it is great!", "judge reply unusable"),
+        ('{"novelty": 0.5}', "judge reply unusable"),
+        (TimeoutError("read timed out"), "judge call failed: TimeoutError"),
+    ],
+)
+def test_failures_give_the_penalty_with_a_reason(
+    config: ChimeraConfig, reply: str | Exception, reason: str
+) -> None:
+    score, _ = _score(config, reply)
+    assert score.failed and score.value == pytest.approx(0.1)
+    assert set(score.breakdown.values()) == {0.1}
+    assert score.reason is not None and score.reason.startswith(reason)
+
+
+def test_no_protocol_is_penalised_without_a_call(config: ChimeraConfig) -> None:
+    score, seen = _score(config, "{}", state={"final_decision": "GO"})
+    assert score.failed and seen == []
