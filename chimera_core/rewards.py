@@ -17,7 +17,7 @@ class ComposedReward(BaseModel):
 
 
 def compose_reward(registry: PluginRegistry, inp: RewardInput) -> ComposedReward:
-    """Weighted mean of ``rewards.weights``; an unknown plugin name is an error listing the known."""
+    """Weighted mean over ``rewards.weights``; an unknown name is an error listing the known."""
     weights = inp.config.rewards.weights
     components: dict[str, float] = {}
     breakdown: dict[str, float] = {}
