@@ -1,0 +1,229 @@
+"""The run report: metric table, plots from measured data only, side-by-side protocols.
+
+Writes ``report.md``, ``report.html`` and PNGs into a directory; the evaluate stage publishes it.
+Every plot is drawn from stored rollout records; a plot with no data is left out with a note,
+never filled with made-up points.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on servers and CI
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from chimera_core.data.rollouts import RolloutRecord
+from chimera_core.data.tasks import LABELS
+from chimera_core.evaluation.metrics import EvalMetrics, PairedComparison
+
+ROLLING = 10
+TABLE_METRICS = (
+    ("success_rate", "execution success rate"),
+    ("mean_reward", "mean final reward"),
+    ("decision_alignment", "decision alignment (GO↔yes, NO-GO↔no)"),
+    ("exact_accuracy", "exact yes/no/maybe accuracy"),
+    ("macro_f1", "macro-F1 (yes/no/maybe)"),
+    ("mean_turns", "mean turns"),
+    ("mean_tokens", "mean tokens per rollout"),
+    ("mean_latency_s", "mean latency per rollout (s)"),
+)
+
+
+def learning_curve(rewards: Sequence[float], path: Path, title: str) -> Path | None:
+    """Per-rollout reward with a rolling mean, in gathering order; None when there is no data."""
+    if not rewards:
+        return None
+    x = np.arange(1, len(rewards) + 1)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(x, rewards, "o", alpha=0.45, label="rollout reward")
+    window = min(ROLLING, len(rewards))
+    rolling = np.convolve(rewards, np.ones(window) / window, mode="valid")
+    ax.plot(x[window - 1 :], rolling, "-", lw=2, label=f"rolling mean ({window})")
+    ax.set(xlabel="rollout", ylabel="final reward", title=title, ylim=(0, 1))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def criteria_bars(metrics: dict[str, EvalMetrics], path: Path) -> Path | None:
+    """Mean judge criteria and reward components per model set."""
+    keys = sorted({k for m in metrics.values() for k in m.judge_criteria} | {
+        f"[{k}]" for m in metrics.values() for k in m.reward_components
+    })  # fmt: skip
+    if not keys:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6, len(keys) * 0.9), 3.8))
+    width = 0.8 / len(metrics)
+    for i, (name, m) in enumerate(metrics.items()):
+        values = [
+            m.reward_components.get(k[1:-1], 0.0)
+            if k.startswith("[")
+            else m.judge_criteria.get(k, 0.0)
+            for k in keys
+        ]
+        ax.bar(np.arange(len(keys)) + i * width, values, width, label=name)
+    ax.set_xticks(
+        np.arange(len(keys)) + width * (len(metrics) - 1) / 2, keys, rotation=30, ha="right"
+    )
+    ax.set(ylim=(0, 1), ylabel="mean score", title="judge criteria and [reward components]")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confusion_plot(metrics: dict[str, EvalMetrics], path: Path) -> Path | None:
+    """Yes/no/maybe confusion matrices (rows: label; columns: the PI's answer)."""
+    if not any(m.confusion for m in metrics.values()):
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    cols = [*LABELS, "none"]
+    for ax, (name, m) in zip(axes[0], metrics.items(), strict=True):
+        mat = np.asarray(m.confusion or [[0] * 4] * 3)
+        ax.imshow(mat, cmap="Blues")
+        for (i, j), v in np.ndenumerate(mat):
+            ax.text(j, i, str(v), ha="center", va="center")
+        ax.set_xticks(range(4), cols)
+        ax.set_yticks(range(3), LABELS)
+        ax.set(xlabel="answer", ylabel="label", title=name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def _protocol_md(record: RolloutRecord | None) -> str:
+    if record is None:
+        return "_not run_"
+    protocol = record.state.get("final_protocol") or {}
+    safety = ", ".join(map(str, protocol.get("safety_concerns") or []))
+    steps = "<br>".join(
+        f"{i + 1}. {html.escape(str(s))}" for i, s in enumerate(protocol.get("steps") or [])
+    )
+    return (
+        f"**{html.escape(str(protocol.get('title', '(no protocol)')))}**<br>{steps}<br>"
+        f"safety: {html.escape(safety or '-')}<br>"
+        f"budget: {protocol.get('budget_usd', '-')} USD<br>"
+        f"decision: **{record.final_decision}** (answer {record.final_answer}, "
+        f"label {record.expected_decision}); reward {_fmt(record.reward or 0.0)}"
+    )
+
+
+def write_report(
+    out_dir: Path,
+    *,
+    run_id: str,
+    metrics: dict[str, EvalMetrics],
+    comparisons: Sequence[PairedComparison],
+    records: dict[str, list[RolloutRecord]],
+    gathered_rewards: Sequence[float],
+    model_sets: dict[str, dict[str, str]],
+    notes: Sequence[str] = (),
+) -> Path:
+    """Write report.md, report.html, metrics.json and the PNGs; return the markdown path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(metrics)
+    lines = [f"# Chimera run `{run_id}`", ""]
+    for name in names:
+        versions = ", ".join(f"{a}={v}" for a, v in sorted(model_sets.get(name, {}).items()))
+        lines.append(f"- **{name}**: {versions or 'n/a'}")
+    lines += ["", "## Metrics (held-out tasks)", ""]
+    lines.append("| metric | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---|" * len(names))
+    for key, label in TABLE_METRICS:
+        lines.append(
+            f"| {label} | " + " | ".join(_fmt(getattr(metrics[n], key)) for n in names) + " |"
+        )
+    first = metrics[names[0]]
+    lines.append(
+        f"| majority-class baseline ('{first.majority_label}'): accuracy / macro-F1 | "
+        + " | ".join(
+            f"{_fmt(metrics[n].majority_accuracy)} / {_fmt(metrics[n].majority_macro_f1)}"
+            for n in names
+        )
+        + " |"
+    )
+    for crit in sorted({c for m in metrics.values() for c in m.judge_criteria}):
+        lines.append(
+            f"| judge: {crit} | "
+            + " | ".join(_fmt(metrics[n].judge_criteria.get(crit, 0)) for n in names)
+            + " |"
+        )
+    roles = sorted({r for m in metrics.values() for r in m.schema_valid_rate})
+    for role in roles:
+        lines.append(
+            f"| schema-valid: {role} | "
+            + " | ".join(_fmt(metrics[n].schema_valid_rate.get(role, 0)) for n in names)
+            + " |"
+        )
+    if comparisons:
+        lines += ["", "## Paired comparison (challenger − baseline, same tasks)", ""]
+        lines.append("| metric | pairs | baseline | challenger | delta | 95% CI | significant |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for c in comparisons:
+            lines.append(
+                f"| {c.metric} | {c.n_pairs} | {_fmt(c.baseline)} | {_fmt(c.challenger)} | "
+                f"{c.delta:+.3f} | [{c.ci_low:+.3f}, {c.ci_high:+.3f}] | "
+                f"{'yes' if c.significant else 'no'} |"
+            )
+    plots = [
+        (
+            "Reward over gathered rollouts",
+            learning_curve(gathered_rewards, out_dir / "learning_curve.png", "gathered rollouts"),
+        ),
+        ("Judge criteria and reward components", criteria_bars(metrics, out_dir / "criteria.png")),
+        ("Confusion matrices", confusion_plot(metrics, out_dir / "confusion.png")),
+    ]
+    lines += ["", "## Plots", ""]
+    for title, path in plots:
+        lines += [f"### {title}", "", f"![{title}]({path.name})" if path else "_no data_", ""]
+    lines += ["## Side by side: the same task, baseline vs challenger", ""]
+    if len(names) >= 2:
+        by_task = [{r.task_id: r for r in records.get(n, [])} for n in names[:2]]
+        shared = [t for t in by_task[0] if t in by_task[1]][:2]
+        for task_id in shared:
+            lines += [f"### task {task_id}", "", f"| {names[0]} | {names[1]} |", "|---|---|"]
+            lines.append(
+                f"| {_protocol_md(by_task[0][task_id])} | {_protocol_md(by_task[1][task_id])} |"
+            )
+            lines.append("")
+    else:
+        lines.append("_only one model set was evaluated_")
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    md = "\n".join(lines) + "\n"
+    (out_dir / "report.md").write_text(md)
+    import markdown
+
+    body = markdown.markdown(md, extensions=["tables"])
+    (out_dir / "report.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>Chimera report</title>"
+        "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+        "table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
+        f"</style>{body}"
+    )
+    payload: dict[str, Any] = {
+        "run_id": run_id,
+        "metrics": {n: m.model_dump() for n, m in metrics.items()},
+        "comparisons": [c.model_dump() for c in comparisons],
+        "model_sets": model_sets,
+        "notes": list(notes),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(payload, indent=2))
+    return out_dir / "report.md"
