@@ -4,4 +4,5 @@
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "chimera_plugins.rewards",
     "chimera_plugins.adapters",
+    "chimera_plugins.algorithms",
 )

@@ -9,7 +9,14 @@ import sys
 
 import typer
 
-from chimera_core.cli import config_cmds, data_cmds, plugin_cmds, stage_cmds
+from chimera_core.cli import (
+    config_cmds,
+    data_cmds,
+    lab_cmds,
+    pipeline_cmds,
+    plugin_cmds,
+    stage_cmds,
+)
 from chimera_core.cli.common import debug_enabled, err_console
 from chimera_core.errors import ChimeraError
 
@@ -24,6 +31,8 @@ config_cmds.register(app)
 data_cmds.register(app)
 plugin_cmds.register(app)
 stage_cmds.register(app)
+pipeline_cmds.register(app)
+lab_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

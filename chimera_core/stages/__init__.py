@@ -16,7 +16,13 @@ from chimera_core.stages.base import (
 
 # Modules are imported on first use: training stages pull in heavy libraries.
 STAGE_MODULES: dict[str, str] = {
-    "ingest": "chimera_core.stages.ingest",
+    "ingest": "chimera_core.stages.ingest:run",
+    "gather": "chimera_core.stages.gather:run",
+    "sft": "chimera_core.stages.train:run_sft",
+    "ppo": "chimera_core.stages.train:run_ppo",
+    "bandit": "chimera_core.stages.train:run_bandit",
+    "evaluate": "chimera_core.stages.evaluate:run",
+    "promote": "chimera_core.stages.promote:run",
 }
 
 
@@ -24,7 +30,8 @@ def stage_fn(name: str) -> StageFn:
     """The entry point of a stage by name."""
     if name not in STAGE_MODULES:
         raise ChimeraError(f"unknown stage {name!r} (known: {', '.join(STAGE_MODULES)})")
-    fn: StageFn = importlib.import_module(STAGE_MODULES[name]).run
+    module, _, attr = STAGE_MODULES[name].partition(":")
+    fn: StageFn = getattr(importlib.import_module(module), attr)
     return fn
 
 

@@ -1,0 +1,1 @@
+"""Rollouts: the lab run as Agent Lightning rollouts, traced, rewarded and stored."""

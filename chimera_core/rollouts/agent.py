@@ -1,0 +1,227 @@
+"""The lab as an Agent Lightning ``LitAgent``: one rollout = one task through the lab, rewarded.
+
+Each rollout binds every model alias to the LLM proxy's route for this rollout (so the proxy can
+attribute spans), passes the tracer's LangChain handler so node names reach the spans, retries
+faults with backoff, scores the final state with the reward plugins, and writes its
+``RolloutRecord`` to the artifact store, whatever happened. One bad rollout never stops a stage.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from agentlightning import LitAgent
+from pydantic import BaseModel, Field
+
+from chimera_core.artifacts import ArtifactStore, open_store
+from chimera_core.config.models import ChimeraConfig
+from chimera_core.data.rollouts import RoleUsage, RolloutRecord, SupervisorLog
+from chimera_core.data.tasks import ResearchTask
+from chimera_core.lab.models import ConfigModelProvider
+from chimera_core.lab.run import run_task
+from chimera_core.lab.supervisor_policy import EpsilonExplore, LLMPolicy, SupervisorPolicy
+from chimera_core.logs import get_logger
+from chimera_core.plugins import RewardInput, get_registry
+from chimera_core.rewards import compose_reward
+from chimera_core.rollouts.policies import BanditSupervisorPolicy
+from chimera_core.training.bandit import LinearBanditPolicy
+
+MAX_ATTEMPTS = 3
+BACKOFF_S = 2.0
+
+
+class RolloutInput(BaseModel):
+    """What the algorithm enqueues for one rollout."""
+
+    run_id: str
+    stage: str
+    task: ResearchTask
+    record_key: str = Field(description="Artifact key the record is written to.")
+    explore: bool = Field(description="Supervisor explores (gather) or is greedy (evaluate).")
+    model_set: dict[str, str] = Field(default_factory=dict)
+    bandit_dir: str | None = Field(None, description="Local dir of the bandit policy to use.")
+    bandit_version: str | None = None
+    base_urls: dict[str, str] = Field(
+        default_factory=dict, description="Endpoints of aliases not routed through resources."
+    )
+
+
+TRAINED_RESOURCE = "main_llm"  # the one resource Agent Lightning's VERL publishes
+
+
+def _usage(state: dict[str, Any]) -> dict[str, RoleUsage]:
+    out = {}
+    for role, u in (state.get("usage") or {}).items():
+        out[role] = RoleUsage(
+            calls=int(u.get("calls", 0)),
+            prompt_tokens=int(u.get("prompt_tokens", 0)),
+            completion_tokens=int(u.get("completion_tokens", 0)),
+            seconds=float(u.get("seconds", 0.0)),
+        )
+    return out
+
+
+class ChimeraLabAgent(LitAgent[dict[str, Any]]):
+    """Runs the research lab for one task per rollout."""
+
+    def __init__(self, config: ChimeraConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        """The artifact store, opened once per runner process."""
+        return open_store(self.config.artifacts)
+
+    @cached_property
+    def _bandits(self) -> dict[str, LinearBanditPolicy]:
+        return {}
+
+    def supervisor_policy(self, spec: RolloutInput) -> SupervisorPolicy:
+        """Bandit policy when one is registered, else the LLM; epsilon-exploring while gathering."""
+        base: SupervisorPolicy = LLMPolicy()
+        if spec.bandit_dir:
+            if spec.bandit_dir not in self._bandits:
+                self._bandits[spec.bandit_dir] = LinearBanditPolicy.load(Path(spec.bandit_dir))
+            base = BanditSupervisorPolicy(
+                self._bandits[spec.bandit_dir], spec.bandit_version or "bandit"
+            )
+        if spec.explore:
+            return EpsilonExplore(base, self.config.stages.gather.explore_epsilon)
+        return base
+
+    def _judge_chat(self, base_urls: dict[str, str]) -> Any:
+        from openai import OpenAI
+
+        def chat(alias: str, messages: list[dict[str, str]]) -> str:
+            endpoint = self.config.models[alias]
+            client = OpenAI(
+                base_url=base_urls.get(alias) or endpoint.base_url,
+                api_key=endpoint.api_key.get_secret_value(),
+                timeout=endpoint.timeout_s,
+                max_retries=endpoint.max_retries,
+            )
+            reply = client.chat.completions.create(
+                model=endpoint.served_model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=endpoint.sampling.temperature,
+                max_tokens=endpoint.sampling.max_tokens,
+            )
+            return reply.choices[0].message.content or ""
+
+        return chat
+
+    def rollout(self, task: dict[str, Any], resources: Any, rollout: Any) -> float | None:
+        """One task through the lab; always writes a record, returns the final reward."""
+        spec = RolloutInput.model_validate(task)
+        log = get_logger("rollout", run_id=spec.run_id, stage=spec.stage)
+        attempt_id = rollout.attempt.attempt_id
+        base_urls = dict(spec.base_urls)
+        trainable = {r.model for r in self.config.roles.values() if r.trainable}
+        for alias in self.config.models:
+            resource = resources.get(alias)
+            if resource is None and alias in trainable:
+                resource = resources.get(TRAINED_RESOURCE)
+            if resource is not None:
+                base_urls[alias] = resource.get_base_url(rollout.rollout_id, attempt_id)
+        provider = ConfigModelProvider(self.config, base_urls)
+        handler = self.get_tracer().get_langchain_handler()
+        start = time.perf_counter()
+        state: dict[str, Any] = {}
+        error: str | None = None
+        attempts = 0
+        for attempts in range(1, MAX_ATTEMPTS + 1):
+            try:
+                state = dict(
+                    run_task(
+                        spec.task,
+                        self.config,
+                        provider,
+                        callbacks=[handler],
+                        supervisor_policy=self.supervisor_policy(spec),
+                    )
+                )
+                error = None
+                break
+            except Exception as exc:  # faults (server down, timeouts) are retried, then recorded
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("task %s attempt %d failed: %s", spec.task.id, attempts, error)
+                if attempts < MAX_ATTEMPTS:
+                    time.sleep(BACKOFF_S * 2 ** (attempts - 1))
+        latency = time.perf_counter() - start
+        record = self._record(spec, rollout.rollout_id, state, error, attempts, latency)
+        if error is None:
+            try:
+                reward = compose_reward(
+                    get_registry(),
+                    RewardInput(
+                        task=spec.task,
+                        state=state,
+                        config=self.config,
+                        chat=self._judge_chat(base_urls),
+                    ),
+                )
+                record.reward = reward.value
+                record.reward_components = reward.components
+                record.reward_breakdown = reward.breakdown
+                record.reward_notes = reward.notes
+            except Exception as exc:  # e.g. an unknown reward plugin name: recorded, not fatal
+                record.status = "failed"
+                record.error = f"reward: {type(exc).__name__}: {exc}"
+                log.error("%s\n%s", record.error, traceback.format_exc(limit=3))
+        self.store.put_json(spec.record_key, record.model_dump(mode="json"))
+        return record.reward
+
+    def _record(
+        self,
+        spec: RolloutInput,
+        rollout_id: str,
+        state: dict[str, Any],
+        error: str | None,
+        attempts: int,
+        latency: float,
+    ) -> RolloutRecord:
+        hypotheses = [str(h.get("hypothesis", "")) for h in state.get("initial_hypotheses") or []]
+        return RolloutRecord(
+            rollout_id=rollout_id,
+            run_id=spec.run_id,
+            stage=spec.stage,
+            task_id=spec.task.id,
+            split=spec.task.split,
+            model_set=spec.model_set,
+            status="failed" if error else "succeeded",
+            error=error,
+            attempts=attempts,
+            expected_decision=spec.task.expected_decision,
+            final_decision=state.get("final_decision"),
+            final_answer=state.get("final_answer"),
+            turns=int(state.get("turn_count", 0)),
+            latency_s=round(latency, 3),
+            usage=_usage(state),
+            schema_valid=dict(state.get("schema_valid") or {}),
+            supervisor=SupervisorLog(
+                hypotheses=hypotheses,
+                chosen=state.get("selected_index"),
+                propensity=state.get("supervisor_probability"),
+                policy=str(state.get("supervisor_policy", "llm")),
+            ),
+            state=_jsonable(state),
+        )
+
+
+def _jsonable(state: dict[str, Any]) -> dict[str, Any]:
+    """The final state without LangChain message objects (kept as role/content pairs)."""
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if key in {"messages", "scratchpads"}:
+            continue
+        out[key] = value
+    out["messages"] = [
+        {"role": getattr(m, "type", "?"), "name": getattr(m, "name", None), "content": m.content}
+        for m in state.get("messages") or []
+    ]
+    return out

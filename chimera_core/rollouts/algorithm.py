@@ -1,0 +1,117 @@
+"""A one-pass Agent Lightning algorithm: enqueue every input, log each rollout as it finishes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from chimera_core.rollouts.agl_env import prepare_agl_environment
+
+prepare_agl_environment()
+
+import agentlightning as agl  # noqa: E402
+from agentlightning.algorithm.utils import with_llm_proxy, with_store  # noqa: E402
+from rich.progress import (  # noqa: E402
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from chimera_core.artifacts import ArtifactStore  # noqa: E402
+from chimera_core.data.rollouts import RolloutRecord  # noqa: E402
+from chimera_core.plugins import get_registry  # noqa: E402
+from chimera_core.rollouts.runner import load_record  # noqa: E402
+from chimera_core.tracking import Tracker  # noqa: E402
+
+POLL_S = 0.5
+
+
+class RunInputs(agl.FastAlgorithm):
+    """Runs each input once; the records are written by the agent, logged here."""
+
+    def __init__(
+        self,
+        inputs: list[dict[str, Any]],
+        served: dict[str, str],
+        store: ArtifactStore,
+        tracker: Tracker,
+    ) -> None:
+        super().__init__()
+        self.inputs = inputs
+        self.served = served
+        self.artifacts = store
+        self.tracker = tracker
+        self.task_of: dict[str, str] = {}
+
+    @with_llm_proxy()
+    @with_store
+    async def run(
+        self, store: Any, llm_proxy: Any, train_dataset: Any = None, val_dataset: Any = None
+    ) -> None:
+        resources = {
+            alias: llm_proxy.as_resource(model=name) for alias, name in self.served.items()
+        }
+        update = await store.add_resources(resources)
+        requests = [
+            agl.EnqueueRolloutRequest(input=x, mode="train", resources_id=update.resources_id)
+            for x in self.inputs
+        ]
+        rollouts = await store.enqueue_many_rollouts(requests)
+        self.task_of = {
+            r.rollout_id: x["task"]["id"] for r, x in zip(rollouts, self.inputs, strict=True)
+        }
+        key_of = {r.rollout_id: x["record_key"] for r, x in zip(rollouts, self.inputs, strict=True)}
+        await self._watch(store, key_of)
+
+    async def _watch(self, store: Any, key_of: dict[str, str]) -> None:
+        registry = get_registry()
+        finished: set[str] = set()
+        rewards: list[float] = []
+        columns = (
+            TextColumn("[bold]rollouts"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("mean reward {task.fields[reward]}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns) as progress:
+            bar = progress.add_task("rollouts", total=len(key_of), reward="-")
+            while len(finished) < len(key_of):
+                done = await store.query_rollouts(
+                    rollout_id_in=list(key_of), status_in=["succeeded", "failed", "cancelled"]
+                )
+                for rollout in done:
+                    if rollout.rollout_id in finished:
+                        continue
+                    finished.add(rollout.rollout_id)
+                    record = load_record(self.artifacts, key_of[rollout.rollout_id])
+                    if record is not None:
+                        rewards.append(record.reward or 0.0)
+                        self._log(registry, record, len(finished))
+                    progress.update(
+                        bar,
+                        completed=len(finished),
+                        reward=f"{sum(rewards) / max(1, len(rewards)):.3f}",
+                    )
+                await asyncio.sleep(POLL_S)
+
+    def _log(self, registry: Any, record: RolloutRecord, step: int) -> None:
+        metrics: dict[str, Any] = {
+            "rollout/reward": record.reward or 0.0,
+            "rollout/succeeded": float(record.status == "succeeded"),
+            "rollout/turns": record.turns,
+            "rollout/latency_s": record.latency_s,
+            "rollout/tokens": record.total_tokens,
+            "task_id": record.task_id,
+        }
+        metrics.update({f"reward/{k}": v for k, v in record.reward_components.items()})
+        metrics.update({f"breakdown/{k}": v for k, v in record.reward_breakdown.items()})
+        self.tracker.log(metrics, step=step)
+        registry.hook.on_rollout_finished(
+            run_id=record.run_id,
+            task_id=record.task_id,
+            reward=record.reward or 0.0,
+            record=record.model_dump(mode="json"),
+        )

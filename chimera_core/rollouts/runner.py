@@ -1,0 +1,191 @@
+"""Run tasks through the lab with Agent Lightning: store server, LLM proxy, n runner processes.
+
+Each finished rollout is logged (W&B, metrics JSONL, the ``on_rollout_finished`` plugin hook)
+as it completes; afterwards its spans are saved next to its record, because the in-memory
+store dies with the process. Tasks whose record already says "succeeded" are not run again,
+so an interrupted stage resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from chimera_core.artifacts import ArtifactStore, join_key
+from chimera_core.config.models import ChimeraConfig
+from chimera_core.data.rollouts import RolloutRecord
+from chimera_core.data.tasks import ResearchTask
+from chimera_core.errors import ArtifactNotFound
+from chimera_core.logs import get_logger
+from chimera_core.rollouts.agl_env import prepare_agl_environment
+from chimera_core.rollouts.proxy import proxy_model_list
+from chimera_core.tracking import Tracker
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def record_key(prefix: str, task_id: str) -> str:
+    """Where a task's rollout record lives under a stage's rollout prefix."""
+    return join_key(prefix, "records", f"{task_id}.json")
+
+
+def spans_key(prefix: str, task_id: str) -> str:
+    """Where a task's spans live under a stage's rollout prefix."""
+    return join_key(prefix, "spans", f"{task_id}.json")
+
+
+def load_record(store: ArtifactStore, key: str) -> RolloutRecord | None:
+    """A stored record, or None when it does not exist yet."""
+    try:
+        return RolloutRecord.model_validate(store.get_json(key))
+    except ArtifactNotFound:
+        return None
+
+
+def load_records(store: ArtifactStore, prefix: str) -> list[RolloutRecord]:
+    """Every record under a rollout prefix, in key order."""
+    return [
+        RolloutRecord.model_validate(store.get_json(key))
+        for key in store.list(join_key(prefix, "records"))
+        if key.endswith(".json")
+    ]
+
+
+def load_spans(store: ArtifactStore, prefix: str, task_id: str) -> list[dict[str, Any]]:
+    """The saved spans of one task's rollout (empty if none were saved)."""
+    try:
+        spans: list[dict[str, Any]] = store.get_json(spans_key(prefix, task_id))
+    except ArtifactNotFound:
+        return []
+    return spans
+
+
+def run_rollouts(
+    config: ChimeraConfig,
+    tasks: Sequence[ResearchTask],
+    *,
+    store: ArtifactStore,
+    run_id: str,
+    stage: str,
+    prefix: str,
+    base_urls: Mapping[str, str],
+    explore: bool,
+    tracker: Tracker,
+    model_set: Mapping[str, str] | None = None,
+    bandit_dir: str | None = None,
+    bandit_version: str | None = None,
+    n_runners: int | None = None,
+) -> list[RolloutRecord]:
+    """Run every task without a succeeded record; return all records (old and new)."""
+    log = get_logger("rollouts", run_id=run_id, stage=stage)
+    done = {
+        t.id
+        for t in tasks
+        if (r := load_record(store, record_key(prefix, t.id))) and r.status == "succeeded"
+    }
+    pending = [t for t in tasks if t.id not in done]
+    if done:
+        log.info("resuming: %d of %d tasks already done", len(done), len(tasks))
+    if pending:
+        inputs = [
+            {
+                "run_id": run_id,
+                "stage": stage,
+                "task": t.model_dump(mode="json"),
+                "record_key": record_key(prefix, t.id),
+                "explore": explore,
+                "model_set": dict(model_set or {}),
+                "bandit_dir": bandit_dir,
+                "bandit_version": bandit_version,
+            }
+            for t in pending
+        ]
+        spans = _run_with_agl(
+            config, inputs, store, base_urls, tracker, n_runners or config.stages.gather.n_runners
+        )
+        for task_id, task_spans in spans.items():
+            store.put_bytes(spans_key(prefix, task_id), json.dumps(task_spans).encode())
+    records = [load_record(store, record_key(prefix, t.id)) for t in tasks]
+    missing = [t.id for t, r in zip(tasks, records, strict=True) if r is None]
+    if missing:
+        log.error("%d rollouts left no record (runner died?): %s", len(missing), missing[:5])
+    return [r for r in records if r is not None]
+
+
+def _run_with_agl(
+    config: ChimeraConfig,
+    inputs: list[dict[str, Any]],
+    store: ArtifactStore,
+    base_urls: Mapping[str, str],
+    tracker: Tracker,
+    n_runners: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """One Agent Lightning session over the inputs; returns each task's spans (JSON form)."""
+    prepare_agl_environment()
+    import agentlightning as agl
+    from agentlightning.utils.server_launcher import PythonServerLauncherArgs
+
+    from chimera_core.rollouts.agent import ChimeraLabAgent
+    from chimera_core.rollouts.algorithm import RunInputs
+
+    agl_store = agl.InMemoryLightningStore(thread_safe=True)
+    proxy = agl.LLMProxy(
+        launcher_args=PythonServerLauncherArgs(
+            port=free_port(),
+            host="127.0.0.1",
+            access_host="127.0.0.1",
+            launch_mode="thread",
+            # /health would need auth and probes every backend at start.
+            healthcheck_url="/health/liveliness",
+            startup_timeout=60.0,
+        ),
+        model_list=proxy_model_list(config, base_urls),
+        store=agl_store,
+    )
+    served = {alias: ep.served_model for alias, ep in config.models.items()}
+    algorithm = RunInputs(inputs, served, store, tracker)
+    tracer = agl.AgentOpsTracer()
+    trainer = agl.Trainer(
+        n_runners=min(n_runners, len(inputs)),
+        strategy=agl.ClientServerExecutionStrategy(
+            n_runners=min(n_runners, len(inputs)), server_host="127.0.0.1", server_port=free_port()
+        ),
+        store=agl_store,
+        tracer=tracer,
+        runner=agl.LitAgentRunner(tracer=tracer, poll_interval=0.5),
+        adapter=agl.TracerTraceToTriplet(),
+        llm_proxy=proxy,
+        algorithm=algorithm,
+    )
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _on_term(signum: int, frame: Any) -> None:
+        # SIGTERM (Airflow, Kubernetes) would orphan the runner processes; the strategy shuts
+        # them down cleanly on KeyboardInterrupt.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        trainer.dev(ChimeraLabAgent(config), train_dataset=inputs)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return asyncio.run(_collect_spans(agl_store, algorithm.task_of))
+
+
+async def _collect_spans(
+    agl_store: Any, task_of: Mapping[str, str]
+) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for rollout_id, task_id in task_of.items():
+        spans = await agl_store.query_spans(rollout_id, "latest")
+        out[task_id] = [s.model_dump(mode="json") for s in spans]
+    return out

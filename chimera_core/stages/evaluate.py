@@ -1,0 +1,168 @@
+"""Stage ``evaluate``: champion vs challenger on the same held-out tasks, with a report.
+
+The baseline is the current champion set (the base models on a first run); the challenger is
+``stages.evaluate.model_set``: ``candidate`` (the versions this run trained, champion elsewhere),
+``champion``, or one registered version id. Both run greedily (no exploration).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from chimera_core.data.dataset import load_task_dataset
+from chimera_core.data.rollouts import RolloutRecord
+from chimera_core.errors import ChimeraError
+from chimera_core.evaluation.metrics import EvalMetrics, compute_metrics, paired_bootstrap
+from chimera_core.evaluation.report import write_report
+from chimera_core.registry import ModelRegistry
+from chimera_core.rollouts.runner import load_records, run_rollouts
+from chimera_core.rollouts.serving import POLICY_ALIAS, bandit_policy_dir, serve_model_set
+from chimera_core.stages.base import StageContext, StageResult
+from chimera_core.stages.gather import split_tasks
+from chimera_core.stages.training_inputs import model_registry
+from chimera_core.tracking import Tracker
+
+TRAINING_STAGES = ("sft", "ppo", "bandit")
+COMPARED = ("mean_reward", "exact_accuracy", "decision_alignment", "success_rate")
+
+
+def challenger_set(
+    ctx: StageContext, registry: ModelRegistry, champion: dict[str, str]
+) -> dict[str, str]:
+    """Alias -> version for the model set under evaluation."""
+    choice = ctx.config.stages.evaluate.model_set
+    if choice == "base":
+        return dict.fromkeys(champion, "base")
+    if choice == "champion":
+        return dict(champion)
+    if choice == "candidate":
+        chosen = dict(champion)
+        for stage in TRAINING_STAGES:
+            key = f"runs/{ctx.run_id}/{stage}/result.json"
+            if ctx.store.exists(key):
+                outputs = ctx.store.get_json(key)["outputs"]
+                if "alias" in outputs:
+                    chosen[outputs["alias"]] = outputs["version"]
+        return chosen
+    owners = [a for a in champion if choice in registry.versions(a)]
+    if not owners:
+        raise ChimeraError(
+            f"stages.evaluate.model_set: no model has version {choice!r} "
+            "(expected candidate, champion or a registered version id)"
+        )
+    return {**champion, owners[0]: choice}
+
+
+def _evaluate_set(
+    ctx: StageContext,
+    registry: ModelRegistry,
+    label: str,
+    model_set: dict[str, str],
+    tasks: list[Any],
+) -> list[RolloutRecord]:
+    policy_dir, policy_version = bandit_policy_dir(registry, model_set.get(POLICY_ALIAS, "base"))
+    models = {a: v for a, v in model_set.items() if a != POLICY_ALIAS}
+    metrics_path = (
+        ctx.config.tracking.wandb_dir.parent / "metrics" / ctx.run_id / f"evaluate-{label}.jsonl"
+    )
+    with (
+        Tracker(ctx.config.tracking, ctx.run_id, f"{ctx.stage}-{label}", metrics_path) as tracker,
+        serve_model_set(ctx.config, models, registry) as base_urls,
+    ):
+        return run_rollouts(
+            ctx.config,
+            tasks,
+            store=ctx.store,
+            run_id=ctx.run_id,
+            stage=ctx.stage,
+            prefix=ctx.key(label),
+            base_urls=base_urls,
+            explore=False,
+            tracker=tracker,
+            model_set=model_set,
+            bandit_dir=policy_dir,
+            bandit_version=policy_version,
+        )
+
+
+def run(ctx: StageContext) -> StageResult:
+    """Evaluate baseline and challenger, compare them pairwise, publish the report."""
+    cfg = ctx.config.stages.evaluate
+    tasks = split_tasks(ctx, cfg.split, cfg.n_tasks)
+    registry = model_registry(ctx)
+    aliases = [*ctx.config.models, POLICY_ALIAS]
+    champion = registry.model_set("champion", aliases)
+    challenger = challenger_set(ctx, registry, champion)
+    baseline_label = "champion" if any(v != "base" for v in champion.values()) else "base"
+    sets = {baseline_label: champion}
+    notes: list[str] = []
+    if challenger != champion:
+        sets["challenger"] = challenger
+    else:
+        notes.append(
+            "the challenger equals the champion (nothing new was trained): one set evaluated"
+        )
+    records = {label: _evaluate_set(ctx, registry, label, ms, tasks) for label, ms in sets.items()}
+    _, all_tasks = load_task_dataset(ctx.store, ctx.result_of("ingest").outputs["dataset_version"])
+    majority = Counter(t.expected_decision for t in all_tasks if t.split == "train").most_common(1)
+    metrics: dict[str, EvalMetrics] = {
+        label: compute_metrics(recs, majority[0][0] if majority else None)
+        for label, recs in records.items()
+    }
+    comparisons = []
+    if "challenger" in records:
+        comparisons = [
+            paired_bootstrap(
+                records[baseline_label], records["challenger"], m, samples=cfg.bootstrap_samples
+            )
+            for m in COMPARED
+        ]
+    gathered: list[float] = []
+    gather_key = f"runs/{ctx.run_id}/gather/result.json"
+    if ctx.store.exists(gather_key):
+        prefix = ctx.store.get_json(gather_key)["outputs"]["rollouts_key"]
+        gathered = [r.reward or 0.0 for r in load_records(ctx.store, prefix)]
+    with tempfile.TemporaryDirectory() as tmp:
+        report = write_report(
+            Path(tmp),
+            run_id=ctx.run_id,
+            metrics=metrics,
+            comparisons=comparisons,
+            records=records,
+            gathered_rewards=gathered,
+            model_sets=sets,
+            notes=notes,
+        )
+        ctx.store.put_dir(ctx.key("report"), report.parent)
+    local_copy = Path(".chimera") / "reports" / ctx.run_id
+    ctx.store.get_dir(ctx.key("report"), local_copy)
+    return StageResult(
+        stage=ctx.stage,
+        run_id=ctx.run_id,
+        outputs={
+            "report": ctx.store.uri(ctx.key("report", "report.md")),
+            "report_local": str((local_copy / "report.md").resolve()),
+            "metrics": ctx.store.uri(ctx.key("report", "metrics.json")),
+        },
+        metrics={
+            "sets": {label: ms for label, ms in sets.items()},
+            "baseline": baseline_label,
+            **{
+                f"{label}.{k}": v
+                for label, m in metrics.items()
+                for k, v in m.model_dump(
+                    include={
+                        "mean_reward",
+                        "exact_accuracy",
+                        "decision_alignment",
+                        "success_rate",
+                        "macro_f1",
+                    }
+                ).items()
+            },
+            "comparisons": [c.model_dump() for c in comparisons],
+        },
+    )

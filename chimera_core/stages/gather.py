@@ -1,0 +1,81 @@
+"""Stage ``gather``: the current champion models run training tasks; traces and rewards stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chimera_core.data.dataset import load_task_dataset
+from chimera_core.data.tasks import ResearchTask
+from chimera_core.errors import ChimeraError
+from chimera_core.evaluation.metrics import compute_metrics
+from chimera_core.rollouts.runner import run_rollouts
+from chimera_core.rollouts.serving import bandit_policy_dir, serve_model_set
+from chimera_core.stages.base import StageContext, StageResult
+from chimera_core.stages.training_inputs import model_registry
+from chimera_core.tracking import Tracker
+
+
+def split_tasks(ctx: StageContext, split: str, n: int) -> list[ResearchTask]:
+    """The first ``n`` tasks of a split of this run's dataset (source order, reproducible)."""
+    _, tasks = load_task_dataset(ctx.store, ctx.result_of("ingest").outputs["dataset_version"])
+    chosen = [t for t in tasks if t.split == split][:n]
+    if not chosen:
+        splits = sorted({t.split for t in tasks})
+        raise ChimeraError(f"no tasks in split {split!r} (dataset has: {', '.join(splits)})")
+    return chosen
+
+
+def run(ctx: StageContext) -> StageResult:
+    """Run the lab with the champion models over the training tasks, exploring as it goes."""
+    cfg = ctx.config.stages.gather
+    tasks = split_tasks(ctx, cfg.split, cfg.n_tasks)
+    registry = model_registry(ctx)
+    model_set = registry.model_set("champion", ctx.config.models)
+    policy_dir, policy_version = bandit_policy_dir(registry, "champion")
+    prefix = ctx.key("rollouts")
+    metrics_path = ctx.config.tracking.wandb_dir.parent / "metrics" / ctx.run_id / "gather.jsonl"
+    with (
+        Tracker(ctx.config.tracking, ctx.run_id, ctx.stage, metrics_path) as tracker,
+        serve_model_set(ctx.config, model_set, registry) as base_urls,
+    ):
+        records = run_rollouts(
+            ctx.config,
+            tasks,
+            store=ctx.store,
+            run_id=ctx.run_id,
+            stage=ctx.stage,
+            prefix=prefix,
+            base_urls=base_urls,
+            explore=True,
+            tracker=tracker,
+            model_set=model_set,
+            bandit_dir=policy_dir,
+            bandit_version=policy_version,
+        )
+        summary = compute_metrics(records)
+        tracker.summary({"gather/mean_reward": summary.mean_reward})
+    if metrics_path.is_file():
+        ctx.store.put_file(ctx.key("metrics.jsonl"), metrics_path)
+    metrics: dict[str, Any] = summary.model_dump(
+        include={
+            "n",
+            "success_rate",
+            "mean_reward",
+            "decision_alignment",
+            "exact_accuracy",
+            "mean_turns",
+        }
+    )
+    failed = [r.task_id for r in records if r.status == "failed"]
+    metrics["failed_tasks"] = failed
+    if records and len(failed) == len(records):
+        raise ChimeraError(
+            f"every gathered rollout failed (first error: {records[0].error}); see "
+            f"{ctx.store.uri(prefix)}"
+        )
+    return StageResult(
+        stage=ctx.stage,
+        run_id=ctx.run_id,
+        outputs={"rollouts": ctx.store.uri(prefix), "rollouts_key": prefix},
+        metrics=metrics,
+    )

@@ -1,0 +1,83 @@
+"""The VERL run itself (imported only on a CUDA machine with the gpu extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chimera_core.rollouts.serving import serve_model_set
+
+from chimera_core.data.dataset import load_task_dataset
+from chimera_core.rollouts.agl_env import prepare_agl_environment
+from chimera_core.stages.base import StageContext, StageResult
+from chimera_core.stages.training_inputs import checkpoint_dir, model_registry, trained_alias
+from chimera_plugins.algorithms.verl import verl_config
+
+
+def latest_actor_checkpoint(root: Path) -> Path:
+    """The newest HF-format actor checkpoint VERL saved (global_step_N/actor/huggingface)."""
+    steps = sorted(
+        root.glob("global_step_*/actor/huggingface"), key=lambda p: int(p.parts[-3].split("_")[-1])
+    )
+    if not steps:
+        raise FileNotFoundError(f"VERL saved no actor checkpoint under {root}")
+    return steps[-1]
+
+
+def run_verl(ctx: StageContext) -> StageResult:
+    """Online RL through the proxy: VERL serves the senior alias, the rest is served as usual."""
+    prepare_agl_environment()
+    import agentlightning as agl
+    import torch
+
+    from chimera_core.rollouts.agent import ChimeraLabAgent
+    from chimera_core.rollouts.runner import record_key
+
+    cfg = ctx.config.stages.ppo
+    alias = trained_alias(ctx, "senior", trainable_only=True)
+    registry = model_registry(ctx)
+    parent = registry.champion(alias)
+    work = Path(ctx.config.serving.models_dir) / "verl" / ctx.run_id
+    config = verl_config(
+        cfg, str(checkpoint_dir(ctx, alias, parent)), torch.cuda.device_count(), ctx.run_id
+    )
+    config["trainer"]["default_local_dir"] = str(work)
+    _, tasks = load_task_dataset(ctx.store, ctx.result_of("ingest").outputs["dataset_version"])
+    train = [t for t in tasks if t.split == ctx.config.stages.gather.split][
+        : cfg.train_batch_size * cfg.total_steps
+    ]
+    others = {
+        a: v for a, v in registry.model_set("champion", ctx.config.models).items() if a != alias
+    }
+    with serve_model_set(ctx.config, others, registry) as base_urls:
+        inputs = [
+            {
+                "run_id": ctx.run_id,
+                "stage": ctx.stage,
+                "task": t.model_dump(mode="json"),
+                "record_key": record_key(ctx.key("rollouts"), t.id),
+                "explore": True,
+                "base_urls": base_urls,
+            }
+            for t in train
+        ]
+        seniors = "|".join(ctx.config.roles_of_tier("senior"))
+        trainer = agl.Trainer(
+            n_runners=ctx.config.stages.gather.n_runners,
+            algorithm=agl.VERL(config),
+            adapter=agl.TracerTraceToTriplet(agent_match=rf"^({seniors})(\.|$)"),
+        )
+        trainer.fit(ChimeraLabAgent(ctx.config), train_dataset=inputs)
+    version = registry.register(
+        alias,
+        latest_actor_checkpoint(work),
+        parent=parent,
+        stage=ctx.stage,
+        run_id=ctx.run_id,
+        config=config,
+    )
+    return StageResult(
+        stage=ctx.stage,
+        run_id=ctx.run_id,
+        outputs={"model": version.uri, "alias": alias, "version": version.version},
+        metrics={"tasks": len(train), "algorithm": "verl"},
+    )
