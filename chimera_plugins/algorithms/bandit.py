@@ -10,7 +10,6 @@ from chimera_core.registry import BASE
 from chimera_core.rollouts.serving import POLICY_ALIAS
 from chimera_core.stages.base import StageContext, StageResult
 from chimera_core.stages.training_inputs import data_sha256, gathered_training_data, model_registry
-from chimera_core.training.bandit import LinearBanditPolicy
 
 
 class BanditAlgorithm:
@@ -20,6 +19,8 @@ class BanditAlgorithm:
 
     def train(self, ctx: StageContext) -> StageResult:
         """Update, estimate off-policy value against the logging policy, register."""
+        from chimera_core.training.bandit import LinearBanditPolicy
+
         cfg = ctx.config.stages.bandit
         samples = gathered_training_data(ctx).bandit
         metrics: dict[str, Any] = {"samples": len(samples)}

@@ -16,8 +16,6 @@ from chimera_core.config.models import ChimeraConfig
 from chimera_core.data.dataset import load_task_dataset
 from chimera_core.data.tasks import ResearchTask
 from chimera_core.data.training_data import RLExample
-from chimera_core.lab.parsing import OutputError, parse_output
-from chimera_core.lab.schemas import Protocol, RefinedHypothesis
 from chimera_core.plugins import PluginRegistry, RewardInput
 from chimera_core.stages.base import StageContext, StageResult
 from chimera_core.stages.training_inputs import (
@@ -43,6 +41,8 @@ def senior_reward(
     config: ChimeraConfig, registry: PluginRegistry, tasks: Mapping[str, ResearchTask]
 ) -> Any:
     """A TRL reward function over (role, task_id) dataset columns."""
+    from chimera_core.lab.parsing import OutputError, parse_output
+    from chimera_core.lab.schemas import Protocol, RefinedHypothesis
 
     def reward(
         prompts: list[Any], completions: list[Any], role: list[str], task_id: list[str], **_: Any

@@ -13,7 +13,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chimera_core.lab.parsing import OutputError, parse_output
 from chimera_core.plugins import RewardInput, RewardScore
 
 CRITERIA_HELP = {
@@ -93,6 +92,8 @@ class LLMJudge:
 
     def score(self, inp: RewardInput) -> RewardScore:
         """Ask the judge model; penalise (never raise) when it fails."""
+        from chimera_core.lab.parsing import OutputError, parse_output
+
         if inp.chat is None:
             return self._penalty(inp, "no judge model available to this rollout")
         if not (inp.state.get("final_protocol") or inp.state.get("experimental_protocol")):
