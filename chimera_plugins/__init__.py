@@ -2,6 +2,7 @@
 
 # Module names, loaded in this order before any entry-point plugin.
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "chimera_plugins.tools",
     "chimera_plugins.rewards",
     "chimera_plugins.adapters",
     "chimera_plugins.algorithms",

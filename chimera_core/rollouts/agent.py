@@ -21,6 +21,7 @@ from chimera_core.artifacts import ArtifactStore, open_store
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.data.rollouts import RoleUsage, RolloutRecord, SupervisorLog
 from chimera_core.data.tasks import ResearchTask
+from chimera_core.errors import ChimeraError
 from chimera_core.lab.models import ConfigModelProvider
 from chimera_core.lab.run import run_task
 from chimera_core.lab.supervisor_policy import EpsilonExplore, LLMPolicy, SupervisorPolicy
@@ -146,6 +147,9 @@ class ChimeraLabAgent(LitAgent[dict[str, Any]]):
                     )
                 )
                 error = None
+                break
+            except ChimeraError as exc:  # a user error (config, names): retrying cannot help
+                error = f"{type(exc).__name__}: {exc}"
                 break
             except Exception as exc:  # faults (server down, timeouts) are retried, then recorded
                 error = f"{type(exc).__name__}: {exc}"

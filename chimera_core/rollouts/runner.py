@@ -21,6 +21,7 @@ from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import ArtifactNotFound
 from chimera_core.logs import get_logger
+from chimera_core.plugins import get_registry
 from chimera_core.rollouts.agl_env import prepare_agl_environment
 from chimera_core.rollouts.proxy import proxy_model_list
 from chimera_core.tracking import Tracker
@@ -69,6 +70,16 @@ def load_spans(store: ArtifactStore, prefix: str, task_id: str) -> list[dict[str
     return spans
 
 
+def preflight(config: ChimeraConfig) -> None:
+    """Fail before starting anything if a role's tool or a reward plugin is unknown."""
+    registry = get_registry()
+    for role in config.roles.values():
+        for tool in role.tools:
+            registry.tool(tool)
+    for reward in config.rewards.weights:
+        registry.reward(reward)
+
+
 def run_rollouts(
     config: ChimeraConfig,
     tasks: Sequence[ResearchTask],
@@ -87,6 +98,7 @@ def run_rollouts(
 ) -> list[RolloutRecord]:
     """Run every task without a succeeded record; return all records (old and new)."""
     log = get_logger("rollouts", run_id=run_id, stage=stage)
+    preflight(config)
     done = {
         t.id
         for t in tasks

@@ -56,19 +56,11 @@ def serve_model_set(
     config: ChimeraConfig, model_set: Mapping[str, str], registry: ModelRegistry
 ) -> Iterator[dict[str, str]]:
     """Start what the set needs; yield alias -> OpenAI-compatible base URL; stop on exit."""
-    checkpoints = checkpoints_for(config, model_set, registry)
-    external = {
-        alias: str(ep.base_url) for alias, ep in config.models.items() if ep.backend != "embedded"
-    }
-    if not checkpoints:
-        yield external
-        return
-    from chimera_core.serving.lifecycle import EmbeddedServer
+    from chimera_core.serving.lifecycle import base_urls, start_server
 
-    with EmbeddedServer(config, models=checkpoints) as server:
-        embedded = {
-            alias: server.base_url
-            for alias, ep in config.models.items()
-            if ep.backend == "embedded"
-        }
-        yield {**external, **embedded}
+    checkpoints = checkpoints_for(config, model_set, registry)
+    if not checkpoints:
+        yield base_urls(config)
+        return
+    with start_server(config, models=checkpoints) as server:
+        yield base_urls(config, server)
