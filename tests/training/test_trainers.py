@@ -43,7 +43,10 @@ def test_sft_lowers_loss_and_changes_attention_weights(
         [
             {"role": "system", "content": "Answer in JSON."},
             {"role": "user", "content": f"Does drug {i} lower blood pressure?"},
-            {"role": "assistant", "content": json.dumps({"hypothesis": f"Drug {i} lowers blood pressure"})},
+            {
+                "role": "assistant",
+                "content": json.dumps({"hypothesis": f"Drug {i} lowers blood pressure"}),
+            },
         ]
         for i in range(6)
     ]
