@@ -32,7 +32,7 @@ $(AF_VENV)/.installed: pyproject.toml constraints-airflow.txt
 	$(AF_VENV)/bin/pip install -q --upgrade pip
 	$(AF_VENV)/bin/pip install -q -c constraints-airflow.txt "apache-airflow==3.3.2" \
 		apache-airflow-providers-cncf-kubernetes apache-airflow-providers-amazon \
-		"moto[server]" pytest pytest-timeout pyyaml pydantic
+		"moto[server]" minio pytest pytest-timeout pyyaml pydantic
 	$(AF_VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
