@@ -34,6 +34,18 @@ class LabContext:
     supervisor_policy: SupervisorPolicy | None = None
     max_turns: int = 15
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    json_mode: bool = True
+    offer_tools: bool | None = None
+
+    def offers_tools(self, role: str) -> bool:
+        """Whether the role's model is offered its tools to call (beyond the evidence step).
+
+        ``None`` (auto) offers them unless the role's alias is embedded: the CPU model cannot
+        call tools, and the tool instructions would only lengthen its prompts.
+        """
+        if self.offer_tools is not None:
+            return self.offer_tools
+        return self.config.models[self.config.roles[role].model].backend != "embedded"
 
     def tool_context(self, role: str) -> ToolContext:
         """The context a tool is called with on behalf of a role."""

@@ -38,7 +38,7 @@ def endpoint_chat_model(
         api_key=endpoint.api_key,
         temperature=sampling.temperature if temperature is None else temperature,
         top_p=sampling.top_p,
-        max_tokens=sampling.max_tokens,  # type: ignore[call-arg]  # alias of max_completion_tokens
+        max_tokens=sampling.max_tokens,
         timeout=endpoint.timeout_s,
         max_retries=endpoint.max_retries,
     )
@@ -56,6 +56,7 @@ class ConfigModelProvider:
         self.config = config
         self.base_urls = dict(base_urls or {})
         self.overrides = dict(overrides or {})
+        # Shared with derived providers, so a swap rebuilds nothing for the other roles.
         self._cache: dict[tuple[str, float | None], BaseChatModel] = {}
         self._lock = threading.Lock()
 
@@ -91,7 +92,9 @@ class ConfigModelProvider:
 
     def with_overrides(self, models: Mapping[str, BaseChatModel]) -> ConfigModelProvider:
         """A provider that uses the given models for those roles and this one's for the rest."""
-        return ConfigModelProvider(self.config, self.base_urls, {**self.overrides, **models})
+        derived = ConfigModelProvider(self.config, self.base_urls, {**self.overrides, **models})
+        derived._cache, derived._lock = self._cache, self._lock
+        return derived
 
     def with_trainable(self, model: BaseChatModel) -> ConfigModelProvider:
         """A provider binding every ``trainable`` role to the model under training."""

@@ -35,12 +35,22 @@ class ParseResult(Generic[T]):
     value: T | None
     attempts: int
     errors: list[str] = field(default_factory=list)
-    raw: str = ""
+    replies: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """Whether a valid object came out (possibly after the repair retry)."""
         return self.value is not None
+
+    @property
+    def raw(self) -> str:
+        """The last reply, clipped (what an error record shows)."""
+        return self.replies[-1][:_MAX_RAW_CHARS] if self.replies else ""
+
+    @property
+    def prose(self) -> str:
+        """The first reply written as plain prose (no JSON braces), or empty."""
+        return next((r.strip() for r in self.replies if r.strip() and "{" not in r), "")
 
 
 def _balanced_objects(text: str) -> list[str]:
@@ -78,8 +88,11 @@ def _balanced_objects(text: str) -> list[str]:
         tail = text[start:].rstrip()
         if in_str:
             tail += in_str
-        tail = re.sub(r',\s*(?:"[^"]*"\s*:?\s*)?$', "", tail)
-        tail = re.sub(r":\s*$", ": null", tail)
+        if stack[-1] == "}":  # inside an object: drop a dangling key, null a missing value
+            tail = re.sub(r',\s*(?:"[^"]*"\s*)?$', "", tail)
+            tail = re.sub(r":\s*$", ": null", tail)
+        else:
+            tail = re.sub(r",\s*$", "", tail)
         spans.append(tail + "".join(reversed(stack)))
     return spans
 
@@ -134,9 +147,7 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_output(
-    text: str, schema: type[T], check: Callable[[T], str | None] | None = None
-) -> T:
+def parse_output(text: str, schema: type[T], check: Callable[[T], str | None] | None = None) -> T:
     """Extract, normalise and validate one object; ``check`` adds task-specific rules."""
     obj = _normalise_keys(extract_json(text), schema)
     try:
@@ -155,9 +166,10 @@ def parse_with_repair(
     check: Callable[[T], str | None] | None = None,
 ) -> ParseResult[T]:
     """Parse; on failure ask ``repair(error)`` for a corrected reply once, then give up."""
-    result: ParseResult[T] = ParseResult(value=None, attempts=0, raw=text[:_MAX_RAW_CHARS])
+    result: ParseResult[T] = ParseResult(value=None, attempts=0)
     for attempt in range(2):
         result.attempts = attempt + 1
+        result.replies.append(text)
         try:
             result.value = parse_output(text, schema, check)
             return result
@@ -165,5 +177,4 @@ def parse_with_repair(
             result.errors.append(str(exc))
         if attempt == 0:
             text = repair(result.errors[-1])
-            result.raw = text[:_MAX_RAW_CHARS]
     return result

@@ -110,9 +110,15 @@ class PIDecision(Output):
     answer: Answer
     rationale: str = ""
 
-    _decision = field_validator("final_decision", mode="before")(_upper_label)
+    @field_validator("final_decision", mode="before")
+    @classmethod
+    def _decision_label(cls, value: Any) -> Any:
+        # A yes/no answer given as the decision is the obvious GO/NO-GO.
+        label = _upper_label(value)
+        return {"YES": "GO", "NO": "NO-GO", "NOGO": "NO-GO"}.get(label, label)
 
     @field_validator("answer", mode="before")
     @classmethod
     def _lower_answer(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+        # 'Yes.', '"no"', 'Maybe!' -> the bare label.
+        return value.strip().lower().strip(" .!\"'") if isinstance(value, str) else value

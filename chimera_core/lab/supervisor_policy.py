@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 class Choice(NamedTuple):
     """A supervisor decision: which hypothesis, why, and the probability it had."""
 
-    index: int
+    selected_index: int
     justification: str
     probability: float
 
@@ -73,10 +73,10 @@ class EpsilonExplore:
             index = self.rng.randrange(k)
             why = f"exploration: picked hypothesis {index} uniformly at random"
         else:
-            index, why = greedy.index, greedy.justification
+            index, why = greedy.selected_index, greedy.justification
         # P(index) = P(explore) / k + P(exploit) * P(base picks index); exact for a
         # deterministic base, a lower bound for a stochastic one.
         probability = self.epsilon / k + (1.0 - self.epsilon) * (
-            greedy.probability if index == greedy.index else 0.0
+            greedy.probability if index == greedy.selected_index else 0.0
         )
         return Choice(index, why, probability)

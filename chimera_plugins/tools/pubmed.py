@@ -14,6 +14,7 @@ from chimera_plugins.tools.pubmed_index import index_for
 from chimera_plugins.tools.text import snippet
 
 EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
+SNIPPET_CHARS = 220  # per hit: three hits fit the evidence budget of a small model's prompt
 
 
 def _own_id(context: ToolContext) -> frozenset[str]:
@@ -65,7 +66,7 @@ class PubMedSearch:
         if not hits:
             return f'PubMed (offline PubMedQA index): no abstracts match "{query[:80]}".'
         lines = [f'PubMed (offline PubMedQA index), top {len(hits)} for "{query[:80]}":']
-        lines += [f"PMID {doc.pmid}: {snippet(doc.text, query)}" for doc, _ in hits]
+        lines += [f"PMID {doc.pmid}: {snippet(doc.text, query, SNIPPET_CHARS)}" for doc, _ in hits]
         return "\n".join(lines)
 
     def online(self, query: str, context: ToolContext) -> str:
@@ -91,5 +92,5 @@ class PubMedSearch:
         for pmid, title, abstract in _abstracts(xml_text):
             if pmid in own:
                 continue
-            lines.append(f"PMID {pmid}: {title} {snippet(abstract, query)}".strip())
+            lines.append(f"PMID {pmid}: {title} {snippet(abstract, query, SNIPPET_CHARS)}".strip())
         return "\n".join(lines)
