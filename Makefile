@@ -38,8 +38,8 @@ $(AF_VENV)/.installed: pyproject.toml constraints-airflow.txt
 
 setup: $(VENV)/.installed $(AF_VENV)/.installed  ## create .venv and .venv-airflow with pinned versions
 
-run: setup  ## ingest PubMedQA (from ../shared when present, else the Hub)
-	$(BIN)/chimera ingest --split seed
+run: setup  ## the main job: the whole pipeline on the embedded default (local profile)
+	$(BIN)/chimera pipeline run --profile local
 
 test: setup  ## the whole test suite (slow tests included, as in CI)
 	$(BIN)/python -m pytest
