@@ -158,7 +158,8 @@ def _run_with_agl(
             launch_mode="thread",
             # /health would need auth and probes every backend at start.
             healthcheck_url="/health/liveliness",
-            startup_timeout=60.0,
+            # LiteLLM takes ~10 s to start on 2 idle cores, far longer on a loaded machine.
+            startup_timeout=300.0,
         ),
         model_list=proxy_model_list(config, base_urls),
         store=agl_store,
