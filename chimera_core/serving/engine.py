@@ -167,10 +167,14 @@ class GenerationEngine:
                 if self._closed:
                     return None
                 self._cond.wait()
-            if active == 0 and len(self._waiting) < self.max_batch_size and not self._closed:
-                # Idle: clients that start together arrive milliseconds apart; a short wait
-                # lets their prompts share one forward pass instead of one pass each.
-                self._cond.wait(COALESCE_S)
+            # Idle: clients that start together arrive milliseconds apart; a short wait lets
+            # their prompts share one forward pass instead of one pass each.
+            deadline = time.monotonic() + COALESCE_S
+            while active == 0 and len(self._waiting) < self.max_batch_size and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             if self._abort:
                 aborted = list(self._waiting)
                 self._waiting.clear()
