@@ -11,6 +11,7 @@ import yaml
 
 import chimera_plugins
 from chimera_core.cli.main import main
+from chimera_core.config import load_config
 from chimera_core.plugins import manager
 from tests.lab.fake_openai import FakeOpenAI, fake_openai_server
 
@@ -80,7 +81,10 @@ def test_run_task_by_pmid_prints_panels_and_writes_the_state(
     assert supervisor["response_format"] == {"type": "json_object"}
     assert "tools" not in supervisor and supervisor["model"] == "chimera-junior"
     assert "tools" in geneticist and "response_format" not in geneticist
-    assert geneticist["max_completion_tokens"] == 192
+    assert (
+        geneticist["max_completion_tokens"]
+        == load_config("local").models["junior"].sampling.max_tokens
+    )
 
 
 def test_run_task_with_question_and_context(
