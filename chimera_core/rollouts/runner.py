@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import signal
 import socket
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from chimera_core.artifacts import ArtifactStore, join_key
@@ -121,16 +123,50 @@ def run_rollouts(
             }
             for t in pending
         ]
-        spans = _run_with_agl(
-            config, inputs, store, base_urls, tracker, n_runners or config.stages.gather.n_runners
+        # A fresh process per session: LiteLLM's proxy and AgentOps keep process-global state,
+        # so a second session in one process (evaluate runs two) would not start.
+        session = multiprocessing.get_context("spawn").Process(
+            target=_session,
+            args=(
+                config,
+                inputs,
+                dict(base_urls),
+                n_runners or config.stages.gather.n_runners,
+                prefix,
+                (tracker.run_id, tracker.stage, tracker.jsonl_path),
+            ),
+            name=f"chimera-rollouts-{stage}",
         )
-        for task_id, task_spans in spans.items():
-            store.put_bytes(spans_key(prefix, task_id), json.dumps(task_spans).encode())
+        session.start()
+        session.join()
+        if session.exitcode != 0:
+            log.error("rollout session exited with code %s", session.exitcode)
     records = [load_record(store, record_key(prefix, t.id)) for t in tasks]
     missing = [t.id for t, r in zip(tasks, records, strict=True) if r is None]
     if missing:
         log.error("%d rollouts left no record (runner died?): %s", len(missing), missing[:5])
     return [r for r in records if r is not None]
+
+
+def _session(
+    config: ChimeraConfig,
+    inputs: list[dict[str, Any]],
+    base_urls: dict[str, str],
+    n_runners: int,
+    prefix: str,
+    tracking: tuple[str, str, Path | None],
+) -> None:
+    """Entry point of the rollout session process: run, then save every task's spans."""
+    from chimera_core.artifacts import open_store
+    from chimera_core.logs import setup_logging
+
+    setup_logging()
+    store = open_store(config.artifacts)
+    run_id, stage, jsonl_path = tracking
+    with Tracker(config.tracking, run_id, f"{stage}-rollouts", jsonl_path) as tracker:
+        spans = _run_with_agl(config, inputs, store, base_urls, tracker, n_runners)
+    for task_id, task_spans in spans.items():
+        store.put_bytes(spans_key(prefix, task_id), json.dumps(task_spans).encode())
 
 
 def _run_with_agl(
