@@ -160,6 +160,8 @@ def _session(
     from chimera_core.artifacts import open_store
     from chimera_core.logs import setup_logging
 
+    # This process was spawned; Agent Lightning forks its runners (their targets are closures).
+    multiprocessing.set_start_method("fork", force=True)
     setup_logging()
     store = open_store(config.artifacts)
     run_id, stage, jsonl_path = tracking

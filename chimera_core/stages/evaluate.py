@@ -106,6 +106,12 @@ def run(ctx: StageContext) -> StageResult:
             "the challenger equals the champion (nothing new was trained): one set evaluated"
         )
     records = {label: _evaluate_set(ctx, registry, label, ms, tasks) for label, ms in sets.items()}
+    for label, recs in records.items():
+        if not any(r.status == "succeeded" for r in recs):
+            first = next((r.error for r in recs if r.error), "no record was written")
+            raise ChimeraError(
+                f"every {label} rollout failed ({first}); see {ctx.store.uri(ctx.key(label))}"
+            )
     _, all_tasks = load_task_dataset(ctx.store, ctx.result_of("ingest").outputs["dataset_version"])
     majority = Counter(t.expected_decision for t in all_tasks if t.split == "train").most_common(1)
     metrics: dict[str, EvalMetrics] = {
