@@ -30,7 +30,7 @@ roles:
   SafetyOfficer: {tier: board, model: board}
   PrincipalInvestigator: {tier: board, model: board}
 stages:
-  gather: {n_tasks: 2, n_runners: 1, max_turns: 8}
+  gather: {n_tasks: 1, n_runners: 1, max_turns: 4}
   sft: {top_quantile: 1.0, reward_threshold: 0.0, max_steps: 1, batch_size: 1, grad_accum: 1,
         lora_r: 4, max_seq_length: 512}
   ppo: {total_steps: 1, rollout_n: 2, train_batch_size: 2, max_response_length: 8,
@@ -104,6 +104,7 @@ def test_ingest_only_run_skips_the_rest(airflow_db: None, s3_server: str, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # every stage on the real model, one task each: ~10-15 min on 2 cores
 def test_full_training_dag_writes_every_stage_artifact(
     airflow_db: None, s3_server: str, tmp_path: Path
 ) -> None:
