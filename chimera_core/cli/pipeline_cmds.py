@@ -42,6 +42,7 @@ def _summary(results: list[StageResult], run_id: str, seconds: float) -> None:
     table = Table(title=f"pipeline {run_id}: {seconds / 60:.1f} min")
     table.add_column("stage")
     table.add_column("time", justify="right")
+    table.add_column("peak RSS", justify="right")
     table.add_column("result", overflow="fold")
     for r in results:
         shown = {k: v for k, v in r.metrics.items() if isinstance(v, int | float | str)}
@@ -49,7 +50,12 @@ def _summary(results: list[StageResult], run_id: str, seconds: float) -> None:
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in list(shown.items())[:5]
         )
-        table.add_row(r.stage, "reused" if r.resumed else f"{r.seconds:.0f}s", brief)
+        table.add_row(
+            r.stage,
+            f"{r.seconds:.0f}s" + (" (reused)" if r.resumed else ""),
+            f"{r.peak_rss_mb:,.0f} MiB",
+            brief,
+        )
     console.print(table)
     for r in results:
         if "report_local" in r.outputs:

@@ -22,6 +22,7 @@ from chimera_core.artifacts import ArtifactStore, join_key, open_store
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.errors import ChimeraError
 from chimera_core.logs import ContextLogger, get_logger
+from chimera_core.memory import PeakRSS
 from chimera_core.plugins import PluginRegistry, get_registry
 
 
@@ -33,6 +34,7 @@ class StageResult(BaseModel):
     outputs: dict[str, str] = Field(default_factory=dict, description="Name -> artifact URI.")
     metrics: dict[str, Any] = Field(default_factory=dict)
     seconds: float = 0.0
+    peak_rss_mb: float = Field(0.0, description="Peak RSS of the stage's process tree (MiB).")
     finished_at: str = ""
     resumed: bool = Field(False, description="True when an earlier result was reused.")
 
@@ -104,14 +106,16 @@ def execute_stage(
         return done.model_copy(update={"resumed": True})
     ctx.log.info("starting")
     start = time.perf_counter()
-    result = fn(ctx)
+    with PeakRSS() as memory:
+        result = fn(ctx)
     result = result.model_copy(
         update={
             "seconds": round(time.perf_counter() - start, 3),
+            "peak_rss_mb": memory.peak_mb,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
     store.put_json(result_key, result.model_dump(mode="json"))
     registry.hook.on_stage_finished(run_id=run_id, stage=name, outputs=result.outputs)
-    ctx.log.info("finished in %.1fs", result.seconds)
+    ctx.log.info("finished in %.1fs (peak RSS %.0f MiB)", result.seconds, result.peak_rss_mb)
     return result
