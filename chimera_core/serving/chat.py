@@ -10,6 +10,7 @@ from chimera_core.config.models import EmbeddedServerConfig
 from chimera_core.serving.json_constraint import repair_json
 from chimera_core.serving.protocol import ApiError, ChatCompletionRequest, NamedToolChoice
 from chimera_core.serving.sampling import SamplingParams
+from chimera_core.serving.schema_constraint import compile_flat_schema
 from chimera_core.serving.tokens import TokenCodec
 from chimera_core.serving.tool_calls import (
     CLOSE,
@@ -150,6 +151,12 @@ def plan_request(
             400, f"min_tokens={req.min_tokens} exceeds {param}={budget}", param="min_tokens"
         )
     constrained = req.json_mode or forced
+    fmt = req.response_format
+    template = (
+        compile_flat_schema(fmt.json_schema)
+        if fmt is not None and fmt.type == "json_schema" and fmt.json_schema and not forced
+        else None
+    )
     params = [
         SamplingParams(
             max_new_tokens=budget,
@@ -159,6 +166,7 @@ def plan_request(
             stop=tuple(req.stop or ()),
             json_object=constrained,
             json_prefix=prefix.removeprefix(OPEN).lstrip("\n") if forced else "",
+            json_template=template,
             logprobs=(req.top_logprobs or 0) if req.wants_logprobs else None,
             presence_penalty=req.presence_penalty,
             frequency_penalty=req.frequency_penalty,

@@ -27,6 +27,7 @@ from chimera_core.serving.sampling import (
     make_generator,
     token_logprob,
 )
+from chimera_core.serving.schema_constraint import SchemaPrefix
 from chimera_core.serving.text import TextTracker
 from chimera_core.serving.tokens import TokenCodec
 
@@ -64,8 +65,10 @@ class _Row:
         self.sink = sink
         self.generator = make_generator(params.seed)
         self.tracker = TextTracker(codec.decode, params.stop)
-        self.json: JsonPrefix | None = None
-        if params.json_object:
+        self.json: JsonPrefix | SchemaPrefix | None = None
+        if params.json_template is not None:
+            self.json = SchemaPrefix(params.json_template)
+        elif params.json_object:
             self.json = JsonPrefix(root_object=not params.json_prefix)
             if not self.json.feed(params.json_prefix):
                 raise ValueError(f"json_prefix is not a JSON prefix: {params.json_prefix!r}")

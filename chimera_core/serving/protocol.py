@@ -92,7 +92,11 @@ class NamedToolChoice(_Lenient):
 
 
 class ResponseFormat(_Lenient):
-    """``response_format``: text, a JSON object, or a JSON schema (prompted, not enforced)."""
+    """``response_format``: text, a JSON object, or a JSON schema.
+
+    A flat object schema is enforced (keys fixed, values generated); any other schema is
+    prompted and decoded in JSON mode.
+    """
 
     type: Literal["text", "json_object", "json_schema"] = "text"
     json_schema: dict[str, Any] | None = None

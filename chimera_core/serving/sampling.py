@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from chimera_core.serving.schema_constraint import SchemaTemplate
+
 # Constrained decoding looks for allowed tokens among this many best candidates first.
 CANDIDATES = 64
 _NUCLEUS_FIRST = 512
@@ -23,6 +25,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     json_object: bool = False
     json_prefix: str = ""
+    json_template: SchemaTemplate | None = None
     logprobs: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0

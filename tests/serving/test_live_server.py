@@ -94,6 +94,30 @@ def test_json_mode_returns_parseable_json(server: EmbeddedServer) -> None:
         assert isinstance(json.loads(content), dict), content
 
 
+def test_flat_json_schema_is_followed_key_by_key(server: EmbeddedServer) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "score": {"type": "number", "minimum": 0},
+            "verdict": {"enum": ["GO", "NO-GO"]},
+            "reason": {"type": "string"},
+        },
+    }
+    body = chat(
+        server,
+        messages=[{"role": "user", "content": "Rate this plan: give mice a drug."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
+        max_tokens=60,
+        temperature=0.9,
+        seed=3,
+    )
+    reply = json.loads(body["choices"][0]["message"]["content"])
+    assert list(reply) == ["score", "verdict", "reason"]
+    assert isinstance(reply["score"], int | float) and reply["score"] >= 0
+    assert reply["verdict"] in ("GO", "NO-GO")
+    assert isinstance(reply["reason"], str)
+
+
 def test_streaming_equals_the_whole_reply(server: EmbeddedServer) -> None:
     whole = chat(server, max_tokens=12, temperature=0)["choices"][0]
     chunks = []
