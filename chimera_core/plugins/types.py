@@ -6,7 +6,7 @@ every rollout. Third-party plugins implement these protocols exactly as the buil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -49,8 +49,18 @@ class RewardScore(BaseModel):
     reason: str | None = Field(None, description="Why (e.g. the judge's failure).")
 
 
-ChatFn = Callable[[str, list[dict[str, str]]], str]
-"""Call a model alias with chat messages, return the reply text (for LLM judges)."""
+class ChatFn(Protocol):
+    """Call a model alias with chat messages, return the reply text (for LLM judges)."""
+
+    def __call__(
+        self,
+        alias: str,
+        messages: list[dict[str, str]],
+        *,
+        json_schema: dict[str, Any] | None = None,
+    ) -> str:
+        """``json_schema`` asks for a reply that follows it (OpenAI structured output)."""
+        ...
 
 
 @dataclass(frozen=True)

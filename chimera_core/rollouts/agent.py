@@ -31,9 +31,6 @@ from chimera_core.rewards import compose_reward
 from chimera_core.rollouts.policies import BanditSupervisorPolicy
 from chimera_core.training.bandit import LinearBanditPolicy
 
-MAX_ATTEMPTS = 3
-BACKOFF_S = 2.0
-
 
 class RolloutInput(BaseModel):
     """What the algorithm enqueues for one rollout."""
@@ -98,7 +95,12 @@ class ChimeraLabAgent(LitAgent[dict[str, Any]]):
     def _judge_chat(self, base_urls: dict[str, str]) -> Any:
         from openai import OpenAI
 
-        def chat(alias: str, messages: list[dict[str, str]]) -> str:
+        def chat(
+            alias: str,
+            messages: list[dict[str, str]],
+            *,
+            json_schema: dict[str, Any] | None = None,
+        ) -> str:
             endpoint = self.config.models[alias]
             client = OpenAI(
                 base_url=base_urls.get(alias) or endpoint.base_url,
@@ -111,6 +113,7 @@ class ChimeraLabAgent(LitAgent[dict[str, Any]]):
                 messages=messages,  # type: ignore[arg-type]
                 temperature=endpoint.sampling.temperature,
                 max_tokens=endpoint.sampling.max_tokens,
+                **_response_format(json_schema),
             )
             return reply.choices[0].message.content or ""
 
@@ -135,7 +138,8 @@ class ChimeraLabAgent(LitAgent[dict[str, Any]]):
         state: dict[str, Any] = {}
         error: str | None = None
         attempts = 0
-        for attempts in range(1, MAX_ATTEMPTS + 1):
+        retry = self.config.stages.gather
+        for attempts in range(1, retry.max_attempts + 1):
             try:
                 state = dict(
                     run_task(
@@ -154,8 +158,8 @@ class ChimeraLabAgent(LitAgent[dict[str, Any]]):
             except Exception as exc:  # faults (server down, timeouts) are retried, then recorded
                 error = f"{type(exc).__name__}: {exc}"
                 log.warning("task %s attempt %d failed: %s", spec.task.id, attempts, error)
-                if attempts < MAX_ATTEMPTS:
-                    time.sleep(BACKOFF_S * 2 ** (attempts - 1))
+                if attempts < retry.max_attempts:
+                    time.sleep(retry.retry_backoff_s * 2 ** (attempts - 1))
         latency = time.perf_counter() - start
         record = self._record(spec, rollout.rollout_id, state, error, attempts, latency)
         if error is None:
@@ -215,6 +219,18 @@ class ChimeraLabAgent(LitAgent[dict[str, Any]]):
             ),
             state=_jsonable(state),
         )
+
+
+def _response_format(json_schema: dict[str, Any] | None) -> dict[str, Any]:
+    """OpenAI structured output: vLLM and the embedded server enforce a flat schema's keys."""
+    if json_schema is None:
+        return {}
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "reply", "schema": json_schema, "strict": False},
+        }
+    }
 
 
 def _jsonable(state: dict[str, Any]) -> dict[str, Any]:

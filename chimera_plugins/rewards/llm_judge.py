@@ -57,13 +57,14 @@ def judge_messages(inp: RewardInput) -> list[dict[str, str]]:
     """The judge's prompt: criteria, the task's context, the final protocol and decision."""
     protocol = inp.state.get("final_protocol") or inp.state.get("experimental_protocol") or {}
     criteria = "\n".join(f"- {name}: {text}" for name, text in CRITERIA_HELP.items())
-    example = json.dumps(dict.fromkeys(CRITERIA_HELP, 0.5))
+    # No example scores: a small judge copies them verbatim whatever the protocol.
+    keys = ", ".join(CRITERIA_HELP)
     return [
         {
             "role": "system",
             "content": "You are a strict scientific reviewer. Score the protocol on each "
             f"criterion from 0 (worst) to 1 (best):\n{criteria}\n"
-            f"Answer with one JSON object only, for example: {example}",
+            f"Answer with one JSON object only, with the keys {keys} and decimal scores.",
         },
         {
             "role": "user",
@@ -99,7 +100,11 @@ class LLMJudge:
         if not (inp.state.get("final_protocol") or inp.state.get("experimental_protocol")):
             return self._penalty(inp, "no protocol to judge")
         try:
-            reply = inp.chat(inp.config.rewards.judge_model, judge_messages(inp))
+            reply = inp.chat(
+                inp.config.rewards.judge_model,
+                judge_messages(inp),
+                json_schema=JudgeScores.model_json_schema(),
+            )
         except Exception as exc:  # a judge outage must not kill the rollout
             return self._penalty(inp, f"judge call failed: {type(exc).__name__}: {exc}"[:300])
         try:

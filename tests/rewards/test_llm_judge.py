@@ -29,8 +29,9 @@ def config() -> ChimeraConfig:
 def _score(config: ChimeraConfig, reply: str | Exception, state: dict = STATE):  # type: ignore[no-untyped-def]
     seen: list[list[dict[str, str]]] = []
 
-    def chat(alias: str, messages: list[dict[str, str]]) -> str:
+    def chat(alias: str, messages: list[dict[str, str]], *, json_schema: dict | None = None) -> str:  # type: ignore[type-arg]
         assert alias == config.rewards.judge_model
+        assert json_schema is not None and set(json_schema["properties"]) == set(CRITERIA)
         seen.append(messages)
         if isinstance(reply, Exception):
             raise reply
