@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from chimera_core.cli.common import ProfileOption, console, load_profile
+from chimera_core.cli.common import ProfileOption, console
+from chimera_core.config import load_config
+from chimera_core.errors import ChimeraError
 from chimera_core.stages import execute_stage, safe_run_id, stage_fn
 
 SKIP_EXIT_CODE = 99  # Airflow maps it to "skipped" (skip_on_exit_code)
+LIMITED_STAGES = ("gather", "evaluate")  # the stages that run a number of tasks
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +34,10 @@ def register(app: typer.Typer) -> None:
                 help=f"Comma list of selected stages; exit {SKIP_EXIT_CODE} if not in it."
             ),
         ] = None,
+        limit: Annotated[
+            int | None,
+            typer.Option(min=1, help="Tasks to run (gather, evaluate); overrides the profile."),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
         xcom_file: Annotated[
             Path | None, typer.Option(help="Also write the result JSON here (Airflow XCom).")
@@ -41,7 +48,14 @@ def register(app: typer.Typer) -> None:
         if only is not None and name not in {s.strip() for s in only.split(",") if s.strip()}:
             console.print(f"stage [bold]{name}[/] not selected ({only}); skipped")
             raise typer.Exit(SKIP_EXIT_CODE)
-        config = load_profile(profile)
+        overrides: dict[str, Any] = {}
+        if limit is not None:
+            if name not in LIMITED_STAGES:
+                raise ChimeraError(
+                    f"--limit applies to {', '.join(LIMITED_STAGES)}, not stage {name!r}"
+                )
+            overrides[f"stages.{name}.n_tasks"] = limit
+        config = load_config(profile, overrides=overrides)
         result = execute_stage(stage_fn(name), name, config, safe_run_id(run_id), force=force)
         payload = result.model_dump(mode="json")
         if xcom_file is not None:

@@ -134,6 +134,13 @@ class GatherConfig(Section):
     n_runners: int = Field(2, ge=1, le=64)
     max_turns: int = Field(15, ge=1)
     explore_epsilon: float = Field(0.2, ge=0.0, le=1.0, description="Supervisor exploration.")
+    max_failure_rate: float = Field(
+        0.5, ge=0.0, le=1.0, description="Fail the stage when more rollouts than this failed."
+    )
+    max_attempts: int = Field(
+        3, ge=1, description="Tries per rollout on faults (server down, timeout); evaluate too."
+    )
+    retry_backoff_s: float = Field(2.0, ge=0.0, description="First retry wait, doubled each try.")
 
 
 class SFTConfig(Section):

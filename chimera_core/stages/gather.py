@@ -4,20 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from chimera_core.data.dataset import load_task_dataset
+from chimera_core.artifacts import join_key
+from chimera_core.data.dataset import current_version, load_task_dataset
 from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import ChimeraError
 from chimera_core.evaluation.metrics import compute_metrics
 from chimera_core.rollouts.runner import run_rollouts
 from chimera_core.rollouts.serving import bandit_policy_dir, serve_model_set
-from chimera_core.stages.base import StageContext, StageResult
+from chimera_core.stages.base import RESULT, StageContext, StageResult
 from chimera_core.stages.training_inputs import model_registry
 from chimera_core.tracking import Tracker
 
 
+def dataset_version(ctx: StageContext) -> str:
+    """This run's ingested dataset, or the current one when the run has no ingest stage."""
+    if ctx.store.exists(join_key("runs", ctx.run_id, "ingest", RESULT)):
+        return str(ctx.result_of("ingest").outputs["dataset_version"])
+    try:
+        version = current_version(ctx.store)
+    except ChimeraError:
+        raise ChimeraError(
+            f"run {ctx.run_id!r} has no ingest stage and no dataset was ingested yet: run "
+            f"`chimera ingest` or `chimera stage ingest --run-id {ctx.run_id}` first"
+        ) from None
+    ctx.log.info("no ingest stage in this run; using the current dataset %s", version)
+    return version
+
+
 def split_tasks(ctx: StageContext, split: str, n: int) -> list[ResearchTask]:
     """The first ``n`` tasks of a split of this run's dataset (source order, reproducible)."""
-    _, tasks = load_task_dataset(ctx.store, ctx.result_of("ingest").outputs["dataset_version"])
+    _, tasks = load_task_dataset(ctx.store, dataset_version(ctx))
     chosen = [t for t in tasks if t.split == split][:n]
     if not chosen:
         splits = sorted({t.split for t in tasks})
@@ -66,12 +82,17 @@ def run(ctx: StageContext) -> StageResult:
             "mean_turns",
         }
     )
-    failed = [r.task_id for r in records if r.status == "failed"]
-    metrics["failed_tasks"] = failed
-    if records and len(failed) == len(records):
+    failed = [r for r in records if r.status == "failed"]
+    metrics["failed_tasks"] = [r.task_id for r in failed]
+    metrics["n_succeeded"] = len(records) - len(failed)
+    metrics["n_failed"] = len(failed) + len(tasks) - len(records)  # no record: runner died
+    ctx.log.info("%d rollouts succeeded, %d failed", metrics["n_succeeded"], metrics["n_failed"])
+    if metrics["n_failed"] > cfg.max_failure_rate * len(tasks):
+        first = failed[0].error if failed else "a runner died without a record"
         raise ChimeraError(
-            f"every gathered rollout failed (first error: {records[0].error}); see "
-            f"{ctx.store.uri(prefix)}"
+            f"{metrics['n_failed']} of {len(tasks)} rollouts failed, more than "
+            f"stages.gather.max_failure_rate={cfg.max_failure_rate} (first error: {first}); "
+            f"records kept in {ctx.store.uri(prefix)}, rerun the same run id to retry the failed"
         )
     return StageResult(
         stage=ctx.stage,
