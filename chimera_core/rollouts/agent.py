@@ -39,6 +39,7 @@ class RolloutInput(BaseModel):
     stage: str
     task: ResearchTask
     record_key: str = Field(description="Artifact key the record is written to.")
+    spans_key: str = Field(description="Artifact key the rollout's spans are written to.")
     explore: bool = Field(description="Supervisor explores (gather) or is greedy (evaluate).")
     model_set: dict[str, str] = Field(default_factory=dict)
     bandit_dir: str | None = Field(None, description="Local dir of the bandit policy to use.")

@@ -1,8 +1,14 @@
-"""A one-pass Agent Lightning algorithm: enqueue every input, log each rollout as it finishes."""
+"""A one-pass Agent Lightning algorithm: enqueue every input, log each rollout as it finishes.
+
+Each finished rollout's spans are saved next to its record at once (and again at the end, for
+spans that arrive late): the in-memory store dies with the process, and a killed stage must
+keep every rollout it finished.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from chimera_core.rollouts.agl_env import prepare_agl_environment
@@ -43,7 +49,7 @@ class RunInputs(agl.FastAlgorithm):
         self.served = served
         self.artifacts = store
         self.tracker = tracker
-        self.task_of: dict[str, str] = {}
+        self.spans_key_of: dict[str, str] = {}
 
     @with_llm_proxy()
     @with_store
@@ -59,11 +65,16 @@ class RunInputs(agl.FastAlgorithm):
             for x in self.inputs
         ]
         rollouts = await store.enqueue_many_rollouts(requests)
-        self.task_of = {
-            r.rollout_id: x["task"]["id"] for r, x in zip(rollouts, self.inputs, strict=True)
-        }
-        key_of = {r.rollout_id: x["record_key"] for r, x in zip(rollouts, self.inputs, strict=True)}
-        await self._watch(store, key_of)
+        pairs = list(zip(rollouts, self.inputs, strict=True))
+        self.spans_key_of = {r.rollout_id: x["spans_key"] for r, x in pairs}
+        await self._watch(store, {r.rollout_id: x["record_key"] for r, x in pairs})
+        for rollout_id in self.spans_key_of:
+            await self._save_spans(store, rollout_id)
+
+    async def _save_spans(self, store: Any, rollout_id: str) -> None:
+        spans = await store.query_spans(rollout_id, "latest")
+        payload = [s.model_dump(mode="json") for s in spans]
+        self.artifacts.put_bytes(self.spans_key_of[rollout_id], json.dumps(payload).encode())
 
     async def _watch(self, store: Any, key_of: dict[str, str]) -> None:
         registry = get_registry()
@@ -86,6 +97,7 @@ class RunInputs(agl.FastAlgorithm):
                     if rollout.rollout_id in finished:
                         continue
                     finished.add(rollout.rollout_id)
+                    await self._save_spans(store, rollout.rollout_id)
                     record = load_record(self.artifacts, key_of[rollout.rollout_id])
                     if record is not None:
                         rewards.append(record.reward or 0.0)

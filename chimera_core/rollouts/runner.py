@@ -1,15 +1,12 @@
 """Run tasks through the lab with Agent Lightning: store server, LLM proxy, n runner processes.
 
 Each finished rollout is logged (W&B, metrics JSONL, the ``on_rollout_finished`` plugin hook)
-as it completes; afterwards its spans are saved next to its record, because the in-memory
-store dies with the process. Tasks whose record already says "succeeded" are not run again,
-so an interrupted stage resumes where it stopped.
+and its spans saved next to its record as it completes. Tasks whose record already says
+"succeeded" are not run again, so an interrupted (even killed) stage resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import multiprocessing
 import signal
 import socket
@@ -116,6 +113,7 @@ def run_rollouts(
                 "stage": stage,
                 "task": t.model_dump(mode="json"),
                 "record_key": record_key(prefix, t.id),
+                "spans_key": spans_key(prefix, t.id),
                 "explore": explore,
                 "model_set": dict(model_set or {}),
                 "bandit_dir": bandit_dir,
@@ -132,7 +130,6 @@ def run_rollouts(
                 inputs,
                 dict(base_urls),
                 n_runners or config.stages.gather.n_runners,
-                prefix,
                 (tracker.run_id, tracker.stage, tracker.jsonl_path),
             ),
             name=f"chimera-rollouts-{stage}",
@@ -153,10 +150,9 @@ def _session(
     inputs: list[dict[str, Any]],
     base_urls: dict[str, str],
     n_runners: int,
-    prefix: str,
     tracking: tuple[str, str, Path | None],
 ) -> None:
-    """Entry point of the rollout session process: run, then save every task's spans."""
+    """Entry point of the rollout session process."""
     from chimera_core.artifacts import open_store
     from chimera_core.logs import setup_logging
 
@@ -166,9 +162,7 @@ def _session(
     store = open_store(config.artifacts)
     run_id, stage, jsonl_path = tracking
     with Tracker(config.tracking, run_id, f"{stage}-rollouts", jsonl_path) as tracker:
-        spans = _run_with_agl(config, inputs, store, base_urls, tracker, n_runners)
-    for task_id, task_spans in spans.items():
-        store.put_bytes(spans_key(prefix, task_id), json.dumps(task_spans).encode())
+        _run_with_agl(config, inputs, store, base_urls, tracker, n_runners)
 
 
 def _run_with_agl(
@@ -178,8 +172,8 @@ def _run_with_agl(
     base_urls: Mapping[str, str],
     tracker: Tracker,
     n_runners: int,
-) -> dict[str, list[dict[str, Any]]]:
-    """One Agent Lightning session over the inputs; returns each task's spans (JSON form)."""
+) -> None:
+    """One Agent Lightning session over the inputs."""
     prepare_agl_environment()
     import agentlightning as agl
     from agentlightning.utils.server_launcher import PythonServerLauncherArgs
@@ -229,14 +223,3 @@ def _run_with_agl(
         trainer.dev(ChimeraLabAgent(config), train_dataset=inputs)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return asyncio.run(_collect_spans(agl_store, algorithm.task_of))
-
-
-async def _collect_spans(
-    agl_store: Any, task_of: Mapping[str, str]
-) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for rollout_id, task_id in task_of.items():
-        spans = await agl_store.query_spans(rollout_id, "latest")
-        out[task_id] = [s.model_dump(mode="json") for s in spans]
-    return out

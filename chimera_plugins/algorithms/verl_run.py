@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chimera_core.rollouts.serving import serve_model_set
-
 from chimera_core.data.dataset import load_task_dataset
 from chimera_core.rollouts.agl_env import prepare_agl_environment
+from chimera_core.rollouts.serving import serve_model_set
 from chimera_core.stages.base import StageContext, StageResult
 from chimera_core.stages.training_inputs import checkpoint_dir, model_registry, trained_alias
 from chimera_plugins.algorithms.verl import verl_config
@@ -30,7 +29,8 @@ def run_verl(ctx: StageContext) -> StageResult:
     import torch
 
     from chimera_core.rollouts.agent import ChimeraLabAgent
-    from chimera_core.rollouts.runner import record_key
+    from chimera_core.rollouts.runner import record_key, spans_key
+    from chimera_core.stages.gather import dataset_version
 
     cfg = ctx.config.stages.ppo
     alias = trained_alias(ctx, "senior", trainable_only=True)
@@ -41,7 +41,7 @@ def run_verl(ctx: StageContext) -> StageResult:
         cfg, str(checkpoint_dir(ctx, alias, parent)), torch.cuda.device_count(), ctx.run_id
     )
     config["trainer"]["default_local_dir"] = str(work)
-    _, tasks = load_task_dataset(ctx.store, ctx.result_of("ingest").outputs["dataset_version"])
+    _, tasks = load_task_dataset(ctx.store, dataset_version(ctx))
     train = [t for t in tasks if t.split == ctx.config.stages.gather.split][
         : cfg.train_batch_size * cfg.total_steps
     ]
@@ -55,6 +55,7 @@ def run_verl(ctx: StageContext) -> StageResult:
                 "stage": ctx.stage,
                 "task": t.model_dump(mode="json"),
                 "record_key": record_key(ctx.key("rollouts"), t.id),
+                "spans_key": spans_key(ctx.key("rollouts"), t.id),
                 "explore": True,
                 "base_urls": base_urls,
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,8 +41,8 @@ class FakeOpenAI:
 
 
 @contextmanager
-def fake_openai_server() -> Iterator[FakeOpenAI]:
-    """Serve a FakeOpenAI on a free local port for the duration of the block."""
+def fake_openai_server(delay_s: float = 0.0) -> Iterator[FakeOpenAI]:
+    """Serve a FakeOpenAI on a free local port for the block; each reply takes ``delay_s``."""
     fake = FakeOpenAI()
 
     class Handler(BaseHTTPRequestHandler):
@@ -49,6 +50,7 @@ def fake_openai_server() -> Iterator[FakeOpenAI]:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with fake.lock:
                 fake.requests.append(body)
+            time.sleep(delay_s)
             data = json.dumps(fake.reply(body)).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
