@@ -107,24 +107,54 @@ class ModelRegistry:
         """Aliases with at least one registered version or a champion."""
         return sorted({key.split("/")[1] for key in self.store.list(MODELS_PREFIX)})
 
+    def _champion_key(self, alias: str) -> str:
+        return join_key(MODELS_PREFIX, alias, "champion.json")
+
+    def champion_record(self, alias: str) -> dict[str, Any]:
+        """The champion pointer: version, reason, when, and the earlier champions (oldest first)."""
+        key = self._champion_key(alias)
+        if not self.store.exists(key):
+            return {"version": BASE, "reason": "initial", "promoted_at": "", "history": []}
+        record: dict[str, Any] = self.store.get_json(key)
+        record.setdefault("history", [])
+        return record
+
     def champion(self, alias: str) -> str:
         """The alias's champion version (``base`` until one is promoted)."""
-        key = join_key(MODELS_PREFIX, alias, "champion.json")
-        if not self.store.exists(key):
-            return BASE
-        return str(self.store.get_json(key)["version"])
+        return str(self.champion_record(alias)["version"])
 
     def promote(self, alias: str, version: str, reason: str) -> None:
-        """Make a version the alias's champion, keeping the previous one in the record."""
+        """Make a version the alias's champion; the one it replaces goes on the history."""
         self.get(alias, version)  # must exist
-        previous = self.champion(alias)
+        current = self.champion_record(alias)
+        history = [*current.pop("history"), _entry(current)]
+        self._write_champion(alias, version, reason, history)
+
+    def rollback(self, alias: str, reason: str = "") -> str:
+        """Make the previous champion the champion again; returns its version."""
+        current = self.champion_record(alias)
+        history = current["history"]
+        if not history:
+            raise ChimeraError(
+                f"model {alias!r} has no earlier champion to roll back to "
+                f"(champion: {current['version']})"
+            )
+        back = history[-1]["version"]
+        note = f"rollback from {current['version']}" + (f": {reason}" if reason else "")
+        self._write_champion(alias, back, note, history[:-1])
+        return str(back)
+
+    def _write_champion(
+        self, alias: str, version: str, reason: str, history: list[dict[str, Any]]
+    ) -> None:
         self.store.put_json(
-            join_key(MODELS_PREFIX, alias, "champion.json"),
+            self._champion_key(alias),
             {
                 "version": version,
-                "previous": previous,
+                "previous": history[-1]["version"] if history else None,
                 "reason": reason,
                 "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "history": history,
             },
         )
 
@@ -148,3 +178,7 @@ class ModelRegistry:
         self.store.get_dir(self._prefix(alias, version), partial)
         partial.rename(dest)
         return dest
+
+
+def _entry(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record.get(k) for k in ("version", "reason", "promoted_at")}

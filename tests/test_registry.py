@@ -63,3 +63,51 @@ def test_unknown_version_lists_known(registry: ModelRegistry, tmp_path: Path) ->
         registry.get("senior", "x")
     with pytest.raises(ChimeraError, match="unknown model set"):
         registry.model_set("best", ["senior"])
+
+
+def test_promote_and_roll_back_walk_the_champion_history(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    with pytest.raises(ChimeraError, match="no earlier champion to roll back to"):
+        registry.rollback("senior")
+    for run in ("r1", "r2"):
+        registry.register(
+            "senior", _checkpoint(tmp_path, run), parent=BASE, stage="ppo", run_id=run
+        )
+    registry.promote("senior", "ppo-r1", reason="beat base")
+    registry.promote("senior", "ppo-r2", reason="beat ppo-r1")
+    record = registry.champion_record("senior")
+    assert record["previous"] == "ppo-r1"
+    assert [h["version"] for h in record["history"]] == [BASE, "ppo-r1"]
+
+    assert registry.rollback("senior", reason="bad in production") == "ppo-r1"
+    assert registry.champion("senior") == "ppo-r1"
+    assert "rollback from ppo-r2: bad in production" in registry.champion_record("senior")["reason"]
+    assert registry.rollback("senior") == BASE
+    assert registry.model_set("champion", ["senior"]) == {"senior": BASE}
+    with pytest.raises(ChimeraError, match="no earlier champion"):
+        registry.rollback("senior")
+    assert registry.versions("senior") == ["ppo-r1", "ppo-r2"]  # rollback deletes nothing
+
+
+def test_registry_cli_lists_promotes_and_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chimera_core.artifacts import open_store
+    from chimera_core.cli.main import main
+    from chimera_core.config import load_config
+
+    monkeypatch.setenv("CHIMERA_ARTIFACTS__LOCAL_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("CHIMERA_SERVING__MODELS_DIR", str(tmp_path / "models"))
+    config = load_config("local")
+    registry = ModelRegistry(open_store(config.artifacts), tmp_path / "cache")
+    registry.register("junior", _checkpoint(tmp_path, "w"), parent=BASE, stage="sft", run_id="r1")
+
+    assert main(["registry", "promote", "junior", "sft-r1", "--reason", "test"]) == 0
+    assert registry.champion("junior") == "sft-r1"
+    assert main(["registry", "list"]) == 0
+    assert "sft-r1" in capsys.readouterr().out
+    assert main(["registry", "rollback", "junior"]) == 0
+    assert registry.champion("junior") == BASE
+    assert main(["registry", "rollback", "junior"]) == 2
+    assert "no earlier champion" in capsys.readouterr().err

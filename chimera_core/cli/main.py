@@ -15,6 +15,7 @@ from chimera_core.cli import (
     lab_cmds,
     pipeline_cmds,
     plugin_cmds,
+    registry_cmds,
     serving_cmds,
     stage_cmds,
 )
@@ -35,6 +36,7 @@ stage_cmds.register(app)
 serving_cmds.register(app)
 pipeline_cmds.register(app)
 lab_cmds.register(app)
+registry_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,67 @@
+"""``chimera registry``: trained versions per model alias, the champions, promote and roll back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from chimera_core.artifacts import open_store
+from chimera_core.cli.common import ProfileOption, console, load_profile
+from chimera_core.registry import BASE, ModelRegistry
+
+
+def _registry(profile: str | None) -> ModelRegistry:
+    config = load_profile(profile)
+    return ModelRegistry(open_store(config.artifacts), config.serving.models_dir / "registry")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``registry``."""
+    group = typer.Typer(help="Trained model versions and champions.", no_args_is_help=True)
+
+    @group.command("list")
+    def list_(profile: ProfileOption = None) -> None:
+        """Every alias's versions with lineage; the champion is marked."""
+        registry = _registry(profile)
+        table = Table(title="model registry")
+        for column in ("alias", "version", "parent", "stage", "run", "created", "champion"):
+            table.add_column(column)
+        aliases = registry.aliases()
+        if not aliases:
+            console.print("no trained versions yet: every alias serves base")
+            return
+        for alias in aliases:
+            champion = registry.champion(alias)
+            for version in [BASE, *registry.versions(alias)]:
+                v = registry.get(alias, version)
+                mark = "[bold green]champion" if version == champion else ""
+                table.add_row(alias, version, v.parent, v.stage, v.run_id, v.created_at, mark)
+        console.print(table)
+
+    @group.command("promote")
+    def promote(
+        alias: Annotated[str, typer.Argument(help="Model alias (junior, senior, ...).")],
+        version: Annotated[str, typer.Argument(help="Registered version (or base).")],
+        reason: Annotated[str, typer.Option(help="Recorded with the promotion.")] = "manual",
+        profile: ProfileOption = None,
+    ) -> None:
+        """Make a version the alias's champion (the next rollouts serve it)."""
+        registry = _registry(profile)
+        registry.promote(alias, version, reason)
+        console.print(f"{alias}: champion is now [bold]{version}[/]")
+
+    @group.command("rollback")
+    def rollback(
+        alias: Annotated[str, typer.Argument(help="Model alias (junior, senior, ...).")],
+        reason: Annotated[str, typer.Option(help="Recorded with the rollback.")] = "",
+        profile: ProfileOption = None,
+    ) -> None:
+        """Make the previous champion the champion again."""
+        registry = _registry(profile)
+        was = registry.champion(alias)
+        back = registry.rollback(alias, reason)
+        console.print(f"{alias}: champion rolled back from {was} to [bold]{back}[/]")
+
+    app.add_typer(group, name="registry")
