@@ -68,3 +68,5 @@ def register(app: typer.Typer) -> None:
             console.print(f"stage [bold]{name}[/] ({result.run_id}): {state}")
             for key, uri in result.outputs.items():
                 console.print(f"  {key}: {uri}")
+            for key, value in result.metrics.items():
+                console.print(f"  [dim]{key}:[/] {value}", highlight=False)

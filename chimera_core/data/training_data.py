@@ -51,3 +51,16 @@ class TrainingData(BaseModel):
     bandit: list[BanditSample] = Field(default_factory=list)
     n_rollouts: int = 0
     n_spans: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """How much each tier got: what a person checks after a gather."""
+        return {
+            "rollouts": self.n_rollouts,
+            "spans": self.n_spans,
+            "sft_conversations": len(self.sft),
+            "rl_triplets": len(self.rl),
+            "rl_triplets_with_token_ids": sum(
+                1 for x in self.rl if x.prompt_token_ids and x.response_token_ids
+            ),
+            "bandit_samples": len(self.bandit),
+        }

@@ -12,7 +12,7 @@ from chimera_core.evaluation.metrics import compute_metrics
 from chimera_core.rollouts.runner import run_rollouts
 from chimera_core.rollouts.serving import bandit_policy_dir, serve_model_set
 from chimera_core.stages.base import RESULT, StageContext, StageResult
-from chimera_core.stages.training_inputs import model_registry
+from chimera_core.stages.training_inputs import adapt_rollouts, model_registry
 from chimera_core.tracking import Tracker
 
 
@@ -82,6 +82,9 @@ def run(ctx: StageContext) -> StageResult:
             "mean_turns",
         }
     )
+    # What the trainers will get, so a gather that yields nothing for a tier is seen at once.
+    metrics["adapter"] = adapt_rollouts(ctx, prefix).counts()
+    ctx.log.info("adapter output: %s", metrics["adapter"])
     failed = [r for r in records if r.status == "failed"]
     metrics["failed_tasks"] = [r.task_id for r in failed]
     metrics["n_succeeded"] = len(records) - len(failed)

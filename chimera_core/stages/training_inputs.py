@@ -17,9 +17,13 @@ ADAPTER = "hierarchical"
 
 def gathered_training_data(ctx: StageContext) -> TrainingData:
     """Run the trace adapter over this run's gathered rollouts (records plus saved spans)."""
+    return adapt_rollouts(ctx, ctx.result_of("gather").outputs["rollouts_key"])
+
+
+def adapt_rollouts(ctx: StageContext, prefix: str) -> TrainingData:
+    """The trace adapter's output for the rollouts (records plus saved spans) under a prefix."""
     from chimera_plugins.adapters.hierarchical import TracedRollout
 
-    prefix = ctx.result_of("gather").outputs["rollouts_key"]
     traced = [
         TracedRollout(record=r, spans=load_spans(ctx.store, prefix, r.task_id))
         for r in load_records(ctx.store, prefix)
