@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from chimera_core.artifacts import open_store
 from chimera_core.cli.common import ProfileOption, console
 from chimera_core.config import ChimeraConfig, load_config
 from chimera_core.data.pubmedqa import load_tasks, source_description
@@ -24,6 +24,9 @@ from chimera_core.errors import ChimeraError
 from chimera_core.lab import ConfigModelProvider, LabEvent, build_graph, run_task, state_to_json
 from chimera_core.lab.drawing import role_tiers, write_drawing
 from chimera_core.lab.run import usage_by_role
+from chimera_core.lab.supervisor_policy import SupervisorPolicy
+from chimera_core.registry import ModelRegistry
+from chimera_core.rollouts.serving import serve_model_set
 
 RUNS_DIR = Path(".chimera/runs")
 SHOWN_CHARS = 400  # a tiny model can ramble for hundreds of tokens; the JSON keeps all of it
@@ -55,27 +58,40 @@ def adhoc_task(question: str, context: str) -> ResearchTask:
     )
 
 
-def embedded_aliases(config: ChimeraConfig) -> list[str]:
-    """Aliases used by a role that the embedded server must host."""
-    used = {role.model for role in config.roles.values()}
-    return sorted(
-        alias
-        for alias in used
-        if config.models[alias].backend == "embedded" and not config.models[alias].base_url
-    )
+@dataclass
+class ServedModels:
+    """What a run-task uses: a version per alias, and the supervisor's bandit policy if any."""
+
+    name: str
+    versions: dict[str, str]
+    registry: ModelRegistry
+    policy: SupervisorPolicy | None = None
+    policy_version: str | None = None
+
+    def table(self) -> Table:
+        """Which checkpoint each alias runs, and who picks the hypothesis."""
+        table = Table(title=f"model set: {self.name}", show_header=False, box=None)
+        for alias, version in self.versions.items():
+            table.add_row(alias, version)
+        table.add_row(
+            "supervisor", f"bandit policy {self.policy_version}" if self.policy else "LLM"
+        )
+        return table
 
 
-@contextmanager
-def model_endpoints(config: ChimeraConfig) -> Iterator[dict[str, str]]:
-    """Base URLs of the embedded aliases, with the server running while the block runs."""
-    if not embedded_aliases(config):
-        yield {}
-        return
-    from chimera_core.serving.lifecycle import embedded_server
+def resolve_models(config: ChimeraConfig, name: str) -> ServedModels:
+    """The registry's versions for a set (``champion`` or ``base``) and its bandit policy."""
+    from chimera_core.rollouts.policies import BanditSupervisorPolicy
+    from chimera_core.rollouts.serving import bandit_policy_dir
+    from chimera_core.training.bandit import LinearBanditPolicy
 
-    console.print("[dim]starting the embedded model server...[/]")
-    with embedded_server(config) as urls:
-        yield dict(urls)
+    registry = ModelRegistry(open_store(config.artifacts), config.serving.models_dir / "registry")
+    versions = registry.model_set(name, config.models)
+    policy_dir, policy_version = bandit_policy_dir(registry, name)
+    if policy_dir is None:
+        return ServedModels(name, versions, registry)
+    policy = BanditSupervisorPolicy(LinearBanditPolicy.load(Path(policy_dir)), str(policy_version))
+    return ServedModels(name, versions, registry, policy, policy_version)
 
 
 class Progress:
@@ -174,6 +190,9 @@ def register(app: typer.Typer) -> None:
         json_mode: Annotated[
             bool, typer.Option("--json-mode/--no-json-mode", help="Ask for JSON-mode replies.")
         ] = True,
+        model_set: Annotated[
+            str, typer.Option(help="champion (the registry's current versions) or base.")
+        ] = "champion",
     ) -> None:
         """Run one task through the research lab and show what each role did."""
         if (task_id is None) == (question is None) or (question is None) != (context is None):
@@ -188,8 +207,11 @@ def register(app: typer.Typer) -> None:
             task = adhoc_task(question, context)
         console.print(Panel(escape(task.goal), title=f"task {task.id}", border_style="cyan"))
         graph = build_graph(config)
+        models = resolve_models(config, model_set)
+        console.print(models.table())
         start = time.perf_counter()
-        with model_endpoints(config) as urls:
+        console.print("[dim]starting the model server...[/]")
+        with serve_model_set(config, models.versions, models.registry) as urls:
             provider = ConfigModelProvider(config, urls)
             run_start = time.perf_counter()
             with Progress() as progress:
@@ -201,6 +223,7 @@ def register(app: typer.Typer) -> None:
                     on_event=progress,
                     max_turns=max_turns,
                     json_mode=json_mode,
+                    supervisor_policy=models.policy,
                 )
         lab_s = time.perf_counter() - run_start
         wall_s = time.perf_counter() - start
@@ -217,6 +240,7 @@ def register(app: typer.Typer) -> None:
         record = {
             "task": task.agent_view(),
             "profile": config.profile,
+            "model_set": {**models.versions, "supervisor_policy": models.policy_version or "llm"},
             "wall_time_s": round(wall_s, 2),
             "lab_time_s": round(lab_s, 2),
             "state": data,

@@ -38,6 +38,8 @@ def _profile(tmp_path: Path, url: str, data_file: Path) -> Path:
     for alias in data["models"].values():
         alias.update(backend="openai", base_url=url)
     data["data"] = {"source": "file", "file": str(data_file)}
+    data["artifacts"] = {"backend": "local", "local_root": str(tmp_path / "artifacts")}
+    data["serving"] = {"models_dir": str(tmp_path / "models")}
     path = tmp_path / "fake.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -85,6 +87,46 @@ def test_run_task_by_pmid_prints_panels_and_writes_the_state(
         geneticist["max_completion_tokens"]
         == load_config("local").models["junior"].sampling.max_tokens
     )
+
+
+def test_run_task_uses_the_registered_bandit_policy(
+    tmp_path: Path,
+    server: FakeOpenAI,
+    pubmedqa_file: Path,
+    with_tool_plugins: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from chimera_core.artifacts import LocalArtifactStore
+    from chimera_core.data.training_data import BanditSample
+    from chimera_core.registry import BASE, ModelRegistry
+    from chimera_core.rollouts.serving import POLICY_ALIAS
+    from chimera_core.training.bandit import LinearBanditPolicy
+
+    policy = LinearBanditPolicy(n_features=256)
+    hypotheses = ["statins lower LDL", "statins raise LDL", "no effect"]
+    policy.update(
+        [
+            BanditSample(
+                task_id="t", goal="g", hypotheses=hypotheses, chosen=0, propensity=1.0, reward=1.0
+            )
+        ]
+    )
+    policy.save(tmp_path / "policy")
+    registry = ModelRegistry(LocalArtifactStore(tmp_path / "artifacts"), tmp_path / "cache")
+    registry.register(POLICY_ALIAS, tmp_path / "policy", parent=BASE, stage="bandit", run_id="r1")
+    registry.promote(POLICY_ALIAS, "bandit-r1", reason="test")
+
+    out = tmp_path / "state.json"
+    profile = _profile(tmp_path, server.url, pubmedqa_file)
+    args = ["run-task", "--task-id", "21645374", "--profile", str(profile), "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "bandit policy bandit-r1" in printed and "junior" in printed
+    record = json.loads(out.read_text())
+    assert record["model_set"]["supervisor_policy"] == "bandit-r1"
+    assert record["state"]["supervisor_policy"] == "bandit:bandit-r1"
+    # The supervisor LLM was not asked: the policy chose.
+    assert not any(r["messages"][3].get("name") == "Supervisor" for r in server.requests)
 
 
 def test_run_task_with_question_and_context(
