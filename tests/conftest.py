@@ -24,6 +24,20 @@ SHARED = Path(os.environ.get("CHIMERA_SHARED_DIR", REPO.parent / "shared"))
 PUBMEDQA_DIR = SHARED / "data" / "pubmedqa"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``gpu`` tests where CUDA is missing (CI), with the reason in the summary."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run with -m gpu on a GPU machine)")
+    for item in gpu_items:
+        item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def pubmedqa_file() -> Path:
     """The real PQA-L file shipped in ../shared."""
