@@ -159,12 +159,32 @@ class ModelRegistry:
         )
 
     def model_set(self, name: str, aliases: Iterable[str]) -> dict[str, str]:
-        """Resolve a set name (``base``, ``champion``) to alias -> version."""
+        """Resolve a set name to alias -> version.
+
+        ``base``, ``champion``, or ``run:<RUN_ID>``: the versions that run registered, with the
+        champion for every alias it did not train.
+        """
         if name == BASE:
             return dict.fromkeys(aliases, BASE)
         if name == "champion":
             return {alias: self.champion(alias) for alias in aliases}
-        raise ChimeraError(f"unknown model set {name!r} (expected base or champion)")
+        if name.startswith("run:"):
+            run_id = name.removeprefix("run:")
+            trained = {
+                alias: mine[-1]
+                for alias in aliases
+                if (
+                    mine := [v for v in self.versions(alias) if self.get(alias, v).run_id == run_id]
+                )
+            }
+            if not trained:
+                raise ChimeraError(f"run {run_id!r} registered no model versions")
+            return {alias: trained.get(alias) or self.champion(alias) for alias in aliases}
+        raise ChimeraError(f"unknown model set {name!r} (expected base, champion or run:<RUN_ID>)")
+
+    def run_of(self, alias: str, version: str) -> str:
+        """The run id that trained a version."""
+        return self.get(alias, version).run_id
 
     def fetch(self, alias: str, version: str) -> Path:
         """A local, checksum-verified copy of an uploaded version (cached)."""

@@ -111,3 +111,21 @@ def test_registry_cli_lists_promotes_and_rolls_back(
     assert registry.champion("junior") == BASE
     assert main(["registry", "rollback", "junior"]) == 2
     assert "no earlier champion" in capsys.readouterr().err
+
+
+def test_a_runs_model_set_is_what_it_trained_over_the_champions(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    registry.register("junior", _checkpoint(tmp_path, "a"), parent=BASE, stage="sft", run_id="r1")
+    registry.register("junior", _checkpoint(tmp_path, "b"), parent=BASE, stage="sft", run_id="r2")
+    registry.register("senior", _checkpoint(tmp_path, "c"), parent=BASE, stage="ppo", run_id="r2")
+    registry.promote("junior", "sft-r1", reason="t")
+    aliases = ["junior", "senior", "board"]
+    assert registry.model_set("run:r2", aliases) == {
+        "junior": "sft-r2",
+        "senior": "ppo-r2",
+        "board": BASE,
+    }
+    assert registry.model_set("run:r1", aliases)["senior"] == BASE
+    with pytest.raises(ChimeraError, match="run 'r3' registered no model versions"):
+        registry.model_set("run:r3", aliases)

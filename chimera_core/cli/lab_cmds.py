@@ -82,12 +82,12 @@ class ServedModels:
 def resolve_models(config: ChimeraConfig, name: str) -> ServedModels:
     """The registry's versions for a set (``champion`` or ``base``) and its bandit policy."""
     from chimera_core.rollouts.policies import BanditSupervisorPolicy
-    from chimera_core.rollouts.serving import bandit_policy_dir
+    from chimera_core.rollouts.serving import POLICY_ALIAS, bandit_policy_dir
     from chimera_core.training.bandit import LinearBanditPolicy
 
     registry = ModelRegistry(open_store(config.artifacts), config.serving.models_dir / "registry")
-    versions = registry.model_set(name, config.models)
-    policy_dir, policy_version = bandit_policy_dir(registry, name)
+    versions = registry.model_set(name, [*config.models, POLICY_ALIAS])
+    policy_dir, policy_version = bandit_policy_dir(registry, versions.pop(POLICY_ALIAS))
     if policy_dir is None:
         return ServedModels(name, versions, registry)
     policy = BanditSupervisorPolicy(LinearBanditPolicy.load(Path(policy_dir)), str(policy_version))
@@ -191,7 +191,11 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--json-mode/--no-json-mode", help="Ask for JSON-mode replies.")
         ] = True,
         model_set: Annotated[
-            str, typer.Option(help="champion (the registry's current versions) or base.")
+            str,
+            typer.Option(
+                help="champion (the registry's current versions), base, or run:RUN_ID (the "
+                "versions that run trained, champions for the rest)."
+            ),
         ] = "champion",
     ) -> None:
         """Run one task through the research lab and show what each role did."""

@@ -25,7 +25,6 @@ from chimera_core.stages.gather import split_tasks
 from chimera_core.stages.training_inputs import model_registry
 from chimera_core.tracking import Tracker
 
-TRAINING_STAGES = ("sft", "ppo", "bandit")
 COMPARED = ("mean_reward", "exact_accuracy", "decision_alignment", "success_rate")
 
 
@@ -38,15 +37,11 @@ def challenger_set(
         return dict.fromkeys(champion, "base")
     if choice == "champion":
         return dict(champion)
-    if choice == "candidate":
-        chosen = dict(champion)
-        for stage in TRAINING_STAGES:
-            key = f"runs/{ctx.run_id}/{stage}/result.json"
-            if ctx.store.exists(key):
-                outputs = ctx.store.get_json(key)["outputs"]
-                if "alias" in outputs:
-                    chosen[outputs["alias"]] = outputs["version"]
-        return chosen
+    if choice == "candidate":  # what this run trained, over the champion
+        try:
+            return registry.model_set(f"run:{ctx.run_id}", champion)
+        except ChimeraError:  # the run trained nothing
+            return dict(champion)
     owners = [a for a in champion if choice in registry.versions(a)]
     if not owners:
         raise ChimeraError(
