@@ -64,7 +64,7 @@ def _usage(state: dict[str, Any]) -> dict[str, RoleUsage]:
     return out
 
 
-class ChimeraLabAgent(LitAgent[dict[str, Any]]):
+class MedicalResearchAgent(LitAgent[dict[str, Any]]):
     """Runs the research lab for one task per rollout."""
 
     def __init__(self, config: ChimeraConfig) -> None:

@@ -178,7 +178,7 @@ def _run_with_agl(
     import agentlightning as agl
     from agentlightning.utils.server_launcher import PythonServerLauncherArgs
 
-    from chimera_core.rollouts.agent import ChimeraLabAgent
+    from chimera_core.rollouts.agent import MedicalResearchAgent
     from chimera_core.rollouts.algorithm import RunInputs
 
     agl_store = agl.InMemoryLightningStore(thread_safe=True)
@@ -220,6 +220,6 @@ def _run_with_agl(
 
     signal.signal(signal.SIGTERM, _on_term)
     try:
-        trainer.dev(ChimeraLabAgent(config), train_dataset=inputs)
+        trainer.dev(MedicalResearchAgent(config), train_dataset=inputs)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -28,7 +28,7 @@ def run_verl(ctx: StageContext) -> StageResult:
     import agentlightning as agl
     import torch
 
-    from chimera_core.rollouts.agent import ChimeraLabAgent
+    from chimera_core.rollouts.agent import MedicalResearchAgent
     from chimera_core.rollouts.runner import record_key, spans_key
     from chimera_core.stages.gather import dataset_version
 
@@ -67,7 +67,7 @@ def run_verl(ctx: StageContext) -> StageResult:
             algorithm=agl.VERL(config),
             adapter=agl.TracerTraceToTriplet(agent_match=rf"^({seniors})(\.|$)"),
         )
-        trainer.fit(ChimeraLabAgent(ctx.config), train_dataset=inputs)
+        trainer.fit(MedicalResearchAgent(ctx.config), train_dataset=inputs)
     version = registry.register(
         alias,
         latest_actor_checkpoint(work),
