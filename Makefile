@@ -7,7 +7,7 @@ PUBMEDQA ?= $(firstword $(wildcard ../shared/data/pubmedqa/ori_pqal.json) )
 export CHIMERA_PUBMEDQA_FILE ?= $(abspath $(PUBMEDQA))
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: help setup run test test-fast lint format bench clean
+.PHONY: help setup run airflow test test-fast lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ setup: $(VENV)/.installed $(AF_VENV)/.installed  ## create .venv and .venv-airfl
 
 run: setup  ## the main job: the whole pipeline on the embedded default (local profile)
 	$(BIN)/chimera pipeline run --profile local
+
+airflow: setup  ## local Airflow with these DAGs on 127.0.0.1:8080 (AIRFLOW_LOCAL_PORT); Ctrl-C stops it
+	bash scripts/airflow_local.sh
 
 test: setup  ## the whole test suite (slow tests included, as in CI)
 	$(BIN)/python -m pytest
