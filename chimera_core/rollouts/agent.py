@@ -22,7 +22,8 @@ from chimera_core.config.models import ChimeraConfig
 from chimera_core.data.rollouts import RoleUsage, RolloutRecord, SupervisorLog
 from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import ChimeraError
-from chimera_core.lab.models import ConfigModelProvider
+from chimera_core.lab.graph import LabGraph, build_graph
+from chimera_core.lab.models import ConfigModelProvider, shared_http_clients
 from chimera_core.lab.run import run_task
 from chimera_core.lab.supervisor_policy import EpsilonExplore, LLMPolicy, SupervisorPolicy
 from chimera_core.logs import get_logger
@@ -77,6 +78,11 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
         return open_store(self.config.artifacts)
 
     @cached_property
+    def graph(self) -> LabGraph:
+        """The compiled lab, built once per runner process (models and tools bind per rollout)."""
+        return build_graph(self.config)
+
+    @cached_property
     def _bandits(self) -> dict[str, LinearBanditPolicy]:
         return {}
 
@@ -108,6 +114,7 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
                 api_key=endpoint.api_key.get_secret_value(),
                 timeout=endpoint.timeout_s,
                 max_retries=endpoint.max_retries,
+                http_client=shared_http_clients()[0],
             )
             reply = client.chat.completions.create(
                 model=endpoint.served_model,
@@ -149,6 +156,7 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
                         provider,
                         callbacks=[handler],
                         supervisor_policy=self.supervisor_policy(spec),
+                        graph=self.graph,
                     )
                 )
                 error = None
