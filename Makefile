@@ -60,8 +60,9 @@ format: setup  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: setup  ## benchmarks (results in benchmarks/results/)
-	$(BIN)/python -m benchmarks.run
+BENCH ?=
+bench: setup  ## benchmarks (results in benchmarks/results/); a subset: make bench BENCH="adapter trainer"
+	$(BIN)/python -m benchmarks.run $(BENCH)
 
 clean:  ## remove caches and local artifacts (keeps .venv)
 	rm -rf .chimera .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,13 @@
 """Run every ``benchmarks/bench_*.py`` (or the ones named) and write JSON plus a markdown table.
 
-Each module has ``run() -> dict[str, Result]`` where a result is a measured value with its goal.
+Each module has ``run() -> dict[str, Result]`` where a result is a dict: ``value`` (a number, or
+None when there is nothing to measure), ``unit``, and optionally ``goal`` (text such as
+``"<= 1.10"``), ``met`` (bool) and ``notes`` (how it was measured, what was left out).
 Targets live here, never in timed tests.
+
+Results are merged into ``results/latest.json``: benchmarks not run this time keep their last
+numbers (with the time they were taken), so ``make bench BENCH="adapter trainer"`` refreshes
+two rows of the table without wiping the rest.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import platform
 import sys
 import time
@@ -18,9 +25,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
+# Before any benchmark imports LiteLLM (through Agent Lightning): no cost-map download.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 
 def _modules(names: list[str]) -> list[str]:
     found = sorted(p.stem for p in HERE.glob("bench_*.py"))
+    names = [n for arg in names for n in arg.replace(",", " ").split()]
     if not names:
         return found
     unknown = [n for n in names if f"bench_{n}" not in found and n not in found]
@@ -29,40 +41,77 @@ def _modules(names: list[str]) -> list[str]:
     return [n if n.startswith("bench_") else f"bench_{n}" for n in names]
 
 
-def _markdown(results: dict[str, dict[str, Any]]) -> str:
+def _value(r: dict[str, Any]) -> str:
+    value = r.get("value")
+    if value is None:
+        return "n/a"
+    return f"{value:.4g} {r.get('unit', '')}".strip()
+
+
+def markdown(results: dict[str, dict[str, Any]], when: dict[str, str] | None = None) -> str:
+    """The results as a markdown table, then each result's notes as numbered footnotes."""
     lines = ["| benchmark | metric | value | goal | met |", "|---|---|---|---|---|"]
+    notes: list[str] = []
     for bench, metrics in results.items():
         for name, r in metrics.items():
             met = "" if r.get("met") is None else ("yes" if r["met"] else "NO")
+            mark = ""
+            if r.get("notes"):
+                notes.append(str(r["notes"]))
+                mark = f" [{len(notes)}]"
             lines.append(
-                f"| {bench} | {name} | {r['value']:.4g} {r.get('unit', '')} | "
-                f"{r.get('goal') or ''} | {met} |"
+                f"| {bench} | {name}{mark} | {_value(r)} | {r.get('goal') or ''} | {met} |"
             )
-    return "\n".join(lines) + "\n"
+    out = "\n".join(lines) + "\n"
+    if notes:
+        out += "\n" + "\n".join(f"{i}. {n}" for i, n in enumerate(notes, start=1)) + "\n"
+    if when:
+        out += "\nMeasured: " + ", ".join(f"{b} {w}" for b, w in when.items()) + "\n"
+    return out
+
+
+def _previous(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
 
 
 def main() -> int:
-    """Run the benchmarks and write ``results/latest.json`` and ``results/latest.md``."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    """Run the benchmarks and merge into ``results/latest.json`` and ``results/latest.md``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="benchmarks to run, e.g. adapter trainer (all)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--fresh", action="store_true", help="drop results of benchmarks not run")
     args = parser.parse_args()
-    results: dict[str, dict[str, Any]] = {}
+    previous = {} if args.fresh else _previous(args.out / "latest.json")
+    results: dict[str, dict[str, Any]] = dict(previous.get("results", {}))
+    measured: dict[str, str] = dict(previous.get("measured", {}))
+    durations: dict[str, float] = dict(previous.get("seconds", {}))
     for module_name in _modules(args.names):
         print(f"== {module_name}", flush=True)
         start = time.perf_counter()
-        results[module_name.removeprefix("bench_")] = importlib.import_module(
-            f"benchmarks.{module_name}"
-        ).run()
-        print(f"   done in {time.perf_counter() - start:.1f}s", flush=True)
+        name = module_name.removeprefix("bench_")
+        results[name] = importlib.import_module(f"benchmarks.{module_name}").run()
+        durations[name] = round(time.perf_counter() - start, 1)
+        measured[name] = datetime.now(UTC).isoformat(timespec="seconds")
+        print(f"   done in {durations[name]:.1f}s", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    ordered = {k: results[k] for k in sorted(results)}
     payload = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor()},
-        "results": results,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": len(os.sched_getaffinity(0)),
+            "load_average": os.getloadavg(),
+        },
+        "measured": {k: measured[k] for k in ordered if k in measured},
+        "seconds": {k: durations[k] for k in ordered if k in durations},
+        "results": ordered,
     }
-    (args.out / "latest.json").write_text(json.dumps(payload, indent=2))
-    table = _markdown(results)
+    (args.out / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
+    table = markdown(ordered, payload["measured"])
     (args.out / "latest.md").write_text(table)
     print(table)
     return 0

@@ -14,20 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
 from chimera_core.config.models import SFTConfig
 from chimera_core.errors import ChimeraError
-from chimera_core.training.checkpoint import save_merged
+from chimera_core.training.checkpoint import TrainedModel, save_merged
 from chimera_core.training.progress import RichProgressCallback, quiet_trainer
 
 Message = dict[str, str]
 
 
-class SFTResult(BaseModel):
+class SFTResult(TrainedModel):
     """What one SFT run did."""
 
-    output_dir: str
     backend: Literal["trl", "unsloth"]
     n_conversations: int
     n_examples: int
@@ -61,8 +58,9 @@ def choose_backend(cfg: SFTConfig) -> Literal["trl", "unsloth"]:
     has = torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None
     if cfg.use_unsloth == "always" and not has:
         raise ChimeraError(
-            "stages.sft.use_unsloth is 'always' but CUDA or unsloth is missing "
-            "(install the gpu extra on a CUDA machine, or set it to 'auto')"
+            "stages.sft.use_unsloth is 'always' but CUDA or unsloth is missing. unsloth is not "
+            "in the gpu extra (no release installs beside our transformers; see pyproject.toml): "
+            "install it by hand on a CUDA machine, or set it to 'auto' to train with TRL"
         )
     return "unsloth" if has else "trl"
 
@@ -103,8 +101,12 @@ def train_sft(
     output_dir: Path,
     *,
     seed: int = 0,
+    callbacks: Sequence[Any] = (),
 ) -> SFTResult:
-    """Train a LoRA on the assistant turns, merge it, save an HF dir; return what happened."""
+    """Train a LoRA on the assistant turns, merge it, save an HF dir; return what happened.
+
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (e.g. a step timer).
+    """
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
@@ -139,6 +141,7 @@ def train_sft(
         args=args,
         train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
+        callbacks=list(callbacks) or None,
     )
     quiet_trainer(trainer, progress)
     start = time.perf_counter()

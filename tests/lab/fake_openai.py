@@ -1,4 +1,8 @@
-"""A tiny OpenAI-compatible chat server for CLI tests: canned JSON per role, requests recorded."""
+"""A tiny OpenAI-compatible chat server for tests and benchmarks: canned JSON per role, recorded.
+
+A request with a ``response_format`` JSON schema and no role name (the LLM judge) gets 0.5 for
+every key of the schema.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,15 @@ from typing import Any
 
 from tests.lab.scripted import GOOD
 
+UNKNOWN = '{"note": "unknown role"}'
+
+
+def _schema_keys(body: dict[str, Any]) -> list[str]:
+    """The property names of a ``response_format`` JSON schema, if the request has one."""
+    fmt = body.get("response_format") or {}
+    schema = (fmt.get("json_schema") or {}).get("schema") or {}
+    return list(schema.get("properties") or {})
+
 
 class FakeOpenAI:
     """Answers /v1/chat/completions with the role's canned reply (role = the user message name)."""
@@ -23,7 +36,12 @@ class FakeOpenAI:
 
     def reply(self, body: dict[str, Any]) -> dict[str, Any]:
         names = [m.get("name") for m in body.get("messages", []) if m.get("name")]
-        content = GOOD.get(names[-1] if names else "", '{"note": "unknown role"}')
+        if names:
+            content = GOOD.get(names[-1], UNKNOWN)
+        elif keys := _schema_keys(body):  # e.g. the LLM judge: every score 0.5
+            content = json.dumps(dict.fromkeys(keys, 0.5))
+        else:
+            content = UNKNOWN
         return {
             "id": "chatcmpl-test",
             "object": "chat.completion",
