@@ -44,11 +44,11 @@ def learning_curve(rewards: Sequence[float], path: Path, title: str) -> Path | N
     x = np.arange(1, len(rewards) + 1)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot(x, rewards, "o", alpha=0.45, label="rollout reward")
-    window = min(ROLLING, len(rewards))
-    rolling = np.convolve(rewards, np.ones(window) / window, mode="valid")
-    ax.plot(x[window - 1 :], rolling, "-", lw=2, label=f"rolling mean ({window})")
-    ax.set(xlabel="rollout", ylabel="final reward", title=title, ylim=(0, 1))
-    ax.legend(loc="lower right")
+    # Trailing mean over up to ROLLING rollouts, so a short run still draws a line.
+    rolling = [float(np.mean(rewards[max(0, i - ROLLING + 1) : i + 1])) for i in range(len(x))]
+    ax.plot(x, rolling, "-", lw=2, label=f"mean of the last {ROLLING}")
+    ax.set(xlabel="rollout", ylabel="final reward", title=title, ylim=(0, 1.05))
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -107,6 +107,12 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
 
 
+def _fmt_some(values: dict[str, float], key: str) -> str:
+    # A role with no output in a set (e.g. the supervisor LLM never asked because the bandit
+    # chose) has no rate; 0 would read as "always invalid".
+    return _fmt(values[key]) if key in values else "n/a"
+
+
 def _protocol_md(record: RolloutRecord | None) -> str:
     if record is None:
         return "_not run_"
@@ -161,14 +167,14 @@ def write_report(
     for crit in sorted({c for m in metrics.values() for c in m.judge_criteria}):
         lines.append(
             f"| judge: {crit} | "
-            + " | ".join(_fmt(metrics[n].judge_criteria.get(crit, 0)) for n in names)
+            + " | ".join(_fmt_some(metrics[n].judge_criteria, crit) for n in names)
             + " |"
         )
     roles = sorted({r for m in metrics.values() for r in m.schema_valid_rate})
     for role in roles:
         lines.append(
             f"| schema-valid: {role} | "
-            + " | ".join(_fmt(metrics[n].schema_valid_rate.get(role, 0)) for n in names)
+            + " | ".join(_fmt_some(metrics[n].schema_valid_rate, role) for n in names)
             + " |"
         )
     if comparisons:

@@ -46,3 +46,19 @@ def test_no_data_means_no_plot(tmp_path: Path) -> None:
     )
     assert "### Reward over gathered rollouts\n\n_no data_" in md.read_text()
     assert not (tmp_path / "learning_curve.png").exists()
+
+
+def test_role_never_asked_is_na_not_zero(tmp_path: Path) -> None:
+    asked = [_rec("1", "yes", "yes", "GO", 0.5)]
+    asked[0].schema_valid = {"Supervisor": True}
+    bandit = [_rec("1", "yes", "yes", "GO", 0.5)]  # the bandit chose: no supervisor output
+    md = write_report(
+        tmp_path,
+        run_id="r",
+        metrics={"base": compute_metrics(asked), "challenger": compute_metrics(bandit)},
+        comparisons=[],
+        records={"base": asked, "challenger": bandit},
+        gathered_rewards=[],
+        model_sets={},
+    )
+    assert "| schema-valid: Supervisor | 1.000 | n/a |" in md.read_text()
