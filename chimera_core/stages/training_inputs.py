@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
 
 from chimera_core.data.training_data import TrainingData
 from chimera_core.errors import ChimeraError
 from chimera_core.registry import BASE, ModelRegistry
 from chimera_core.rollouts.runner import load_records, load_spans
-from chimera_core.stages.base import StageContext
+from chimera_core.stages.base import StageContext, StageResult
+from chimera_core.training.checkpoint import TrainedModel
 
 ADAPTER = "hierarchical"
 
@@ -67,3 +73,40 @@ def checkpoint_dir(ctx: StageContext, alias: str, version: str) -> Path:
 
         return resolve_checkpoint(ctx.config.models[alias].checkpoint, ctx.config)
     return model_registry(ctx).fetch(alias, version)
+
+
+def train_and_register(
+    ctx: StageContext,
+    alias: str,
+    train: Callable[[Path, Path], TrainedModel],
+    *,
+    examples: Sequence[object],
+    stage_config: BaseModel,
+    metrics: dict[str, Any],
+    reported: set[str],
+) -> StageResult:
+    """Train the alias's champion with ``train(base_dir, output_dir)``, register the new version.
+
+    The stage result names the version; ``reported`` fields of the trainer's result join
+    ``metrics``.
+    """
+    registry = model_registry(ctx)
+    parent = registry.champion(alias)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(checkpoint_dir(ctx, alias, parent), Path(tmp) / "model")
+        version = registry.register(
+            alias,
+            Path(result.output_dir),
+            parent=parent,
+            stage=ctx.stage,
+            run_id=ctx.run_id,
+            data_sha256=data_sha256(list(examples)),
+            config=stage_config.model_dump(mode="json"),
+            metrics=result.model_dump(exclude={"output_dir"}),
+        )
+    return StageResult(
+        stage=ctx.stage,
+        run_id=ctx.run_id,
+        outputs={"model": version.uri, "alias": alias, "version": version.version},
+        metrics={**metrics, **result.model_dump(include=reported)},
+    )

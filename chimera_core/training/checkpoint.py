@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 
 def save_merged(model: Any, tokenizer: Any, output_dir: Path) -> Path:
     """Merge a PEFT adapter into its base weights (if any) and save model and tokenizer."""
@@ -13,3 +15,9 @@ def save_merged(model: Any, tokenizer: Any, output_dir: Path) -> Path:
     merged.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
+
+
+class TrainedModel(BaseModel):
+    """What a trainer returns: where it saved the model, plus what it did (in subclasses)."""
+
+    output_dir: str

@@ -14,21 +14,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from pydantic import BaseModel
-
 from chimera_core.config.models import PPOConfig
 from chimera_core.errors import ChimeraError
-from chimera_core.training.checkpoint import save_merged
+from chimera_core.training.checkpoint import TrainedModel, save_merged
 from chimera_core.training.progress import RichProgressCallback, quiet_trainer
 
 RewardFn = Callable[..., list[float]]
 """TRL reward function: ``fn(prompts, completions, **dataset_columns) -> list[float]``."""
 
 
-class GRPOResult(BaseModel):
+class GRPOResult(TrainedModel):
     """What one GRPO run did."""
 
-    output_dir: str
     n_prompts: int
     steps: int
     mean_rewards: list[float]

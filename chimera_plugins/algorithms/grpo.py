@@ -7,9 +7,7 @@ refiner's hypothesis by its grounding in the context, both gated on the role's J
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from chimera_core.config.models import ChimeraConfig
@@ -19,10 +17,8 @@ from chimera_core.data.training_data import RLExample
 from chimera_core.plugins import PluginRegistry, RewardInput
 from chimera_core.stages.base import StageContext, StageResult
 from chimera_core.stages.training_inputs import (
-    checkpoint_dir,
-    data_sha256,
     gathered_training_data,
-    model_registry,
+    train_and_register,
     trained_alias,
 )
 from chimera_plugins.rewards.protocol_rubric import content_words
@@ -108,33 +104,13 @@ class GRPOAlgorithm:
             return StageResult(stage=ctx.stage, run_id=ctx.run_id, metrics=metrics)
         _, tasks = load_task_dataset(ctx.store, ctx.result_of("ingest").outputs["dataset_version"])
         by_id = {t.id: t for t in tasks}
-        alias = trained_alias(ctx, "senior", trainable_only=True)
-        registry = model_registry(ctx)
-        parent = registry.champion(alias)
-        with tempfile.TemporaryDirectory() as tmp:
-            result = train_grpo(
-                checkpoint_dir(ctx, alias, parent),
-                examples,
-                senior_reward(ctx.config, ctx.registry, by_id),
-                cfg,
-                Path(tmp) / "model",
-            )
-            version = registry.register(
-                alias,
-                Path(result.output_dir),
-                parent=parent,
-                stage=ctx.stage,
-                run_id=ctx.run_id,
-                data_sha256=data_sha256(list(examples)),
-                config=cfg.model_dump(mode="json"),
-                metrics=result.model_dump(exclude={"output_dir"}),
-            )
-        metrics.update(
-            result.model_dump(include={"steps", "mean_rewards", "losses", "seconds_per_step"})
-        )
-        return StageResult(
-            stage=ctx.stage,
-            run_id=ctx.run_id,
-            outputs={"model": version.uri, "alias": alias, "version": version.version},
+        reward = senior_reward(ctx.config, ctx.registry, by_id)
+        return train_and_register(
+            ctx,
+            trained_alias(ctx, "senior", trainable_only=True),
+            lambda base, out: train_grpo(base, examples, reward, cfg, out),
+            examples=examples,
+            stage_config=cfg,
             metrics=metrics,
+            reported={"steps", "mean_rewards", "losses", "seconds_per_step"},
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,10 +9,8 @@ import numpy as np
 from chimera_core.data.training_data import SFTExample
 from chimera_core.stages.base import StageContext, StageResult
 from chimera_core.stages.training_inputs import (
-    checkpoint_dir,
-    data_sha256,
     gathered_training_data,
-    model_registry,
+    train_and_register,
     trained_alias,
 )
 
@@ -62,32 +58,12 @@ class SFTAlgorithm:
         if not kept:
             metrics["skipped"] = "no junior conversation passed the reward threshold"
             return StageResult(stage=ctx.stage, run_id=ctx.run_id, metrics=metrics)
-        alias = trained_alias(ctx, "junior")
-        registry = model_registry(ctx)
-        parent = registry.champion(alias)
-        with tempfile.TemporaryDirectory() as tmp:
-            result = train_sft(
-                checkpoint_dir(ctx, alias, parent),
-                [e.messages for e in kept],
-                cfg,
-                Path(tmp) / "model",
-            )
-            version = registry.register(
-                alias,
-                Path(result.output_dir),
-                parent=parent,
-                stage=ctx.stage,
-                run_id=ctx.run_id,
-                data_sha256=data_sha256(list(kept)),
-                config=cfg.model_dump(mode="json"),
-                metrics=result.model_dump(exclude={"output_dir"}),
-            )
-        metrics.update(
-            result.model_dump(include={"backend", "steps", "losses", "seconds_per_step"})
-        )
-        return StageResult(
-            stage=ctx.stage,
-            run_id=ctx.run_id,
-            outputs={"model": version.uri, "alias": alias, "version": version.version},
+        return train_and_register(
+            ctx,
+            trained_alias(ctx, "junior"),
+            lambda base, out: train_sft(base, [e.messages for e in kept], cfg, out),
+            examples=kept,
+            stage_config=cfg,
             metrics=metrics,
+            reported={"backend", "steps", "losses", "seconds_per_step"},
         )

@@ -6,7 +6,8 @@ from typing import Any
 
 from chimera_core.plugins import ToolContext
 from chimera_plugins.tools.bundled import load_table, match
-from chimera_plugins.tools.http import HttpFetcher, shared_fetcher
+from chimera_plugins.tools.fallback import OnlineWithFallback
+from chimera_plugins.tools.http import shared_fetcher
 from chimera_plugins.tools.text import tokens
 
 QUICKGO = "https://www.ebi.ac.uk/QuickGO/services/ontology/go/search"
@@ -20,29 +21,15 @@ def _term_line(term: dict[str, Any]) -> str:
     return f"{term.get('id', '?')} {term.get('name', '')} ({aspect}): {text[:240]}"
 
 
-class GeneOntologyLookup:
+class GeneOntologyLookup(OnlineWithFallback):
     """Look up Gene Ontology terms (processes, functions, components) for a topic."""
 
+    service = "QuickGO"
     name = "gene_ontology_lookup"
     description = (
         "Look up Gene Ontology terms (biological processes, molecular functions, cellular "
         "components) for a topic; returns GO ids, names and definitions."
     )
-
-    def __init__(self, fetcher: HttpFetcher | None = None) -> None:
-        self._fetcher = fetcher
-
-    def run(self, query: str, context: ToolContext) -> str:
-        """QuickGO when online (bundled table if that fails or finds nothing), else bundled."""
-        if context.config.tools.online:
-            try:
-                if online := self.online(query, context):
-                    return online
-            except Exception as exc:
-                return f"(QuickGO unavailable: {type(exc).__name__})\n" + self.offline(
-                    query, context
-                )
-        return self.offline(query, context)
 
     def offline(self, query: str, context: ToolContext) -> str:
         """Matches in the bundled table of common GO terms."""

@@ -6,7 +6,8 @@ from typing import Any
 
 from chimera_core.plugins import ToolContext
 from chimera_plugins.tools.bundled import load_table, match
-from chimera_plugins.tools.http import HttpFetcher, shared_fetcher
+from chimera_plugins.tools.fallback import OnlineWithFallback
+from chimera_plugins.tools.http import shared_fetcher
 from chimera_plugins.tools.text import tokens
 
 UNIPROT = "https://rest.uniprot.org/uniprotkb/search"
@@ -34,29 +35,15 @@ def _uniprot_line(entry: dict[str, Any]) -> str:
     return f"{entry.get('primaryAccession', '?')}{gene} {name}: {function[:240]}".strip()
 
 
-class ProteinLookup:
+class ProteinLookup(OnlineWithFallback):
     """Look up human proteins by gene symbol, name or topic."""
 
+    service = "UniProt"
     name = "protein_database_lookup"
     description = (
         "Look up human proteins by gene symbol, protein name or topic; returns UniProt "
         "accessions, names and functions."
     )
-
-    def __init__(self, fetcher: HttpFetcher | None = None) -> None:
-        self._fetcher = fetcher
-
-    def run(self, query: str, context: ToolContext) -> str:
-        """UniProt when online (bundled table if that fails or finds nothing), else bundled."""
-        if context.config.tools.online:
-            try:
-                if online := self.online(query, context):
-                    return online
-            except Exception as exc:
-                return f"(UniProt unavailable: {type(exc).__name__})\n" + self.offline(
-                    query, context
-                )
-        return self.offline(query, context)
 
     def offline(self, query: str, context: ToolContext) -> str:
         """Matches in the bundled table of well-known human proteins."""
