@@ -83,8 +83,10 @@ class VERLAlgorithm:
         """Check the GPU stack, then run agl.VERL over the training tasks."""
         if missing := missing_requirements():
             raise ChimeraError(
-                f"stages.ppo.algorithm 'verl' needs a CUDA machine with the gpu extra; missing: "
-                f"{', '.join(missing)}. On CPU use algorithm 'grpo' (the local profile does)."
+                f"stages.ppo.algorithm 'verl' needs a CUDA machine with verl and vLLM; missing: "
+                f"{', '.join(missing)}. The gpu extra brings vLLM but not verl, whose releases "
+                "do not install beside our transformers (see pyproject.toml): install a verl "
+                "that fits by hand, or use algorithm 'grpo' (the local profile does)."
             )
         from chimera_plugins.algorithms.verl_run import run_verl
 

@@ -1,4 +1,4 @@
-"""The VERL run itself (imported only on a CUDA machine with the gpu extra)."""
+"""The VERL run itself (imported only on a CUDA machine with verl, vLLM and ray installed)."""
 
 from __future__ import annotations
 

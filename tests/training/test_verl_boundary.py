@@ -25,5 +25,5 @@ def test_verl_on_a_machine_without_the_gpu_stack_says_what_is_missing() -> None:
     missing = missing_requirements()
     if not missing:
         pytest.skip("this machine has the whole GPU stack")
-    with pytest.raises(ChimeraError, match="needs a CUDA machine with the gpu extra; missing"):
+    with pytest.raises(ChimeraError, match="needs a CUDA machine with verl and vLLM; missing"):
         VERLAlgorithm().train(None)  # type: ignore[arg-type]  # fails before touching ctx
