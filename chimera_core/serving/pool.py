@@ -19,6 +19,7 @@ from chimera_core.config.models import EmbeddedServerConfig
 from chimera_core.errors import ChimeraError
 from chimera_core.serving.engine import GenerationEngine, warm_up
 from chimera_core.serving.manifest import read_manifest, structure_problems, verify_model_dir
+from chimera_core.serving.skinny_linear import use_skinny_linear
 from chimera_core.serving.tokens import TokenCodec
 
 log = logging.getLogger("chimera.serving")
@@ -85,6 +86,7 @@ def load_checkpoint(path: Path, settings: EmbeddedServerConfig, label: str) -> L
     prefill_model = None
     if split:
         prefill_model, model = model, copy.deepcopy(model).to(dtype)
+    use_skinny_linear(prefill_model or model)  # float32 weights only; bf16 is left as is
     codec = TokenCodec(tokenizer, model.generation_config.eos_token_id)
     if not codec.has_chat_template:
         raise ChimeraError(f"cannot serve {path}: the tokenizer has no chat template")
