@@ -27,11 +27,11 @@ TASKS = {1: 2, 2: 4, 4: 4}  # rollouts per runner count: at least one per runner
 SERVER_TOKENS = 64
 
 
-def server_scaling(base_url: str, clients: int) -> float:
+def server_scaling(base_url: str, model: str, clients: int) -> float:
     """The server's aggregate tokens/s with ``clients`` simultaneous requests."""
     from benchmarks.bench_server import _server_concurrent
 
-    return _server_concurrent(base_url, clients, SERVER_TOKENS)
+    return _server_concurrent(base_url, clients, SERVER_TOKENS, model)
 
 
 def measure() -> dict[int, dict[str, float]]:
@@ -44,10 +44,10 @@ def measure() -> dict[int, dict[str, float]]:
     tasks = train_tasks(config, max(TASKS.values()))
     out: dict[int, dict[str, float]] = {}
     with embedded_server(config) as base_urls:
-        url = next(iter(base_urls.values()))
-        server_scaling(url, 1)  # warm-up
+        url, model = base_urls["junior"], config.models["junior"].served_model
+        server_scaling(url, model, 1)  # warm-up
         for n in RUNNERS:
-            tokens_s = server_scaling(url, n)
+            tokens_s = server_scaling(url, model, n)
             run = run_through_runner(config, tasks[: TASKS[n]], base_urls, n, workdir)
             ok = sum(r.status == "succeeded" for r in run["records"])
             starts, ends = zip(*run["windows"], strict=True)

@@ -60,11 +60,11 @@ def _raw_generate(model: Any, tokenizer: Any, messages: list[dict[str, str]], n:
     return n / seconds
 
 
-def _request(base_url: str, messages: list[dict[str, str]], n: int) -> int:
+def _request(base_url: str, messages: list[dict[str, str]], n: int, model: str = "bench") -> int:
     import httpx
 
     body = {
-        "model": "bench",
+        "model": model,
         "messages": messages,
         "max_tokens": n,
         "min_tokens": n,
@@ -98,14 +98,14 @@ def _decode_rates(model: Any, tokenizer: Any, base_url: str, n: int) -> dict[str
     }
 
 
-def _server_concurrent(base_url: str, clients: int, n: int) -> float:
+def _server_concurrent(base_url: str, clients: int, n: int, model: str = "bench") -> float:
     """Aggregate tokens/s of ``clients`` simultaneous requests (distinct prompts)."""
     counts: list[int] = []
     barrier = threading.Barrier(clients)
 
     def client(i: int) -> None:
         barrier.wait()
-        counts.append(_request(base_url, _messages(f"(client {i}) "), n))
+        counts.append(_request(base_url, _messages(f"(client {i}) "), n, model))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     start = time.perf_counter()

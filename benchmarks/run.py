@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,26 +79,11 @@ def _previous(path: Path) -> dict[str, Any]:
     return data
 
 
-def main() -> int:
-    """Run the benchmarks and merge into ``results/latest.json`` and ``results/latest.md``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help="benchmarks to run, e.g. adapter trainer (all)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--fresh", action="store_true", help="drop results of benchmarks not run")
-    args = parser.parse_args()
-    previous = {} if args.fresh else _previous(args.out / "latest.json")
-    results: dict[str, dict[str, Any]] = dict(previous.get("results", {}))
-    measured: dict[str, str] = dict(previous.get("measured", {}))
-    durations: dict[str, float] = dict(previous.get("seconds", {}))
-    for module_name in _modules(args.names):
-        print(f"== {module_name}", flush=True)
-        start = time.perf_counter()
-        name = module_name.removeprefix("bench_")
-        results[name] = importlib.import_module(f"benchmarks.{module_name}").run()
-        durations[name] = round(time.perf_counter() - start, 1)
-        measured[name] = datetime.now(UTC).isoformat(timespec="seconds")
-        print(f"   done in {durations[name]:.1f}s", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+def _write(
+    out: Path, results: dict[str, Any], measured: dict[str, str], durations: dict[str, float]
+) -> str:
+    """Write ``latest.json`` and ``latest.md``; return the table."""
+    out.mkdir(parents=True, exist_ok=True)
     ordered = {k: results[k] for k in sorted(results)}
     payload = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -110,10 +96,47 @@ def main() -> int:
         "seconds": {k: durations[k] for k in ordered if k in durations},
         "results": ordered,
     }
-    (args.out / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
     table = markdown(ordered, payload["measured"])
-    (args.out / "latest.md").write_text(table)
+    (out / "latest.md").write_text(table)
+    return table
+
+
+def main() -> int:
+    """Run the benchmarks and merge into ``results/latest.json`` and ``results/latest.md``.
+
+    Results are written after each benchmark, so a failing one loses only its own numbers.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="benchmarks to run, e.g. adapter trainer (all)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--fresh", action="store_true", help="drop results of benchmarks not run")
+    args = parser.parse_args()
+    previous = {} if args.fresh else _previous(args.out / "latest.json")
+    results: dict[str, dict[str, Any]] = dict(previous.get("results", {}))
+    measured: dict[str, str] = dict(previous.get("measured", {}))
+    durations: dict[str, float] = dict(previous.get("seconds", {}))
+    failed: list[str] = []
+    table = ""
+    for module_name in _modules(args.names):
+        print(f"== {module_name}", flush=True)
+        start = time.perf_counter()
+        name = module_name.removeprefix("bench_")
+        try:
+            results[name] = importlib.import_module(f"benchmarks.{module_name}").run()
+        except Exception:
+            traceback.print_exc()
+            print(f"   {module_name} FAILED; its previous numbers are kept", flush=True)
+            failed.append(module_name)
+            continue
+        durations[name] = round(time.perf_counter() - start, 1)
+        measured[name] = datetime.now(UTC).isoformat(timespec="seconds")
+        print(f"   done in {durations[name]:.1f}s", flush=True)
+        table = _write(args.out, results, measured, durations)
     print(table)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
