@@ -21,8 +21,11 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from chimera_core.config import load_config
+from chimera_plugins.algorithms.verl import REQUIRED_MODULES
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -95,6 +98,24 @@ def env_of(instructions: list[Instruction]) -> dict[str, str]:
     return env
 
 
+def read_pins(name: str) -> dict[str, str]:
+    """NAME -> VERSION of a constraints file's ``NAME==VERSION`` lines."""
+    lines = (REPO / name).read_text().splitlines()
+    pairs = (ln.split("==", 1) for ln in lines if "==" in ln and not ln.startswith("#"))
+    return {canonicalize_name(name): version for name, version in pairs}
+
+
+def requirement_lines(name: str) -> list[Requirement]:
+    """The requirements of a pip requirements file (comments and blank lines dropped)."""
+    lines = (REPO / name).read_text().splitlines()
+    return [Requirement(ln.split("#", 1)[0]) for ln in lines if ln.split("#", 1)[0].strip()]
+
+
+def dockerfile_args(instructions: list[Instruction]) -> dict[str, str]:
+    """The ARG defaults a Dockerfile declares."""
+    return dict(i.args.split("=", 1) for i in instructions if i.keyword == "ARG" and "=" in i.args)
+
+
 def dockerignore_patterns() -> list[str]:
     lines = (REPO / ".dockerignore").read_text().splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
@@ -136,7 +157,11 @@ def interpolate(value: str, env: dict[str, str]) -> str:
 
 
 def test_every_copy_source_exists_and_is_in_the_build_context() -> None:
-    assert {p.name for p in DOCKERFILES} >= {"worker.Dockerfile", "airflow.Dockerfile"}
+    assert {p.name for p in DOCKERFILES} >= {
+        "worker.Dockerfile",
+        "verl-worker.Dockerfile",
+        "airflow.Dockerfile",
+    }
     patterns = dockerignore_patterns()
     for path in DOCKERFILES:
         instructions = parse_dockerfile(path)
@@ -187,22 +212,85 @@ def test_gpu_extra_is_pinned() -> None:
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
-    pins = dict(
-        line.split("==", 1)
-        for line in (REPO / "constraints-gpu.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    )
+    pins = read_pins("constraints-gpu.txt")
     assert extras["gpu"]
     for req in extras["gpu"]:
         name = re.split(r"[<>=\[; ]", req, maxsplit=1)[0]
         assert name in pins, f"{name} (gpu extra) has no pin in constraints-gpu.txt"
-    cpu = dict(
-        line.split("==", 1)
-        for line in (REPO / "constraints.txt").read_text().splitlines()
-        if "==" in line
-    )
+    cpu = read_pins("constraints.txt")
     for shared in ("torch", "transformers", "trl", "peft", "agentlightning"):
         assert pins[shared] == cpu[shared].split("+")[0], shared
+
+
+# Base requirements the VERL set states differently (requirements-verl.in says why); every
+# other one it must repeat as pyproject.toml has it, since Chimera goes in with --no-deps there.
+VERL_DIVERGES = {"torch", "transformers", "pyarrow"}
+
+
+def test_verl_set_is_pinned() -> None:
+    pins = read_pins("constraints-verl.txt")
+    for name in ("verl", "vllm", "torch", "agentlightning", "transformers", "numpy"):
+        assert name in pins, f"{name} has no pin in constraints-verl.txt"
+    assert pins["agentlightning"] == read_pins("constraints.txt")["agentlightning"]
+    # agentlightning 0.3's VERL integration targets verl 0.6 (AgentLoopManager.wake_up/sleep)
+    assert pins["verl"].startswith("0.6.")
+    assert int(pins["numpy"].split(".")[0]) < 2 and int(pins["transformers"].split(".")[0]) < 5
+    header = (REPO / "constraints-verl.txt").read_text().split("\n\n", 1)[0]
+    assert "2026-11-24" in header and "uv pip compile requirements-verl.in" in header
+    # each requirement, and each extra it asks for, is met by the pins
+    for req in requirement_lines("requirements-verl.in"):
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} (requirements-verl.in) has no pin"
+        assert req.specifier.contains(pins[name], prereleases=True), str(req)
+    assert {"agentlightning", "verl"} <= {
+        r.name for r in requirement_lines("requirements-verl.in") if r.extras
+    }
+    # what the ppo stage's verl algorithm checks for before it starts
+    packages = {"hydra": "hydra-core"}
+    for module in REQUIRED_MODULES:
+        assert packages.get(module, module) in pins, module
+
+
+def test_verl_requirements_repeat_the_base_dependencies() -> None:
+    base = [
+        Requirement(r)
+        for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    ]
+    verl = {canonicalize_name(r.name): r for r in requirement_lines("requirements-verl.in")}
+    for req in base:
+        name = canonicalize_name(req.name)
+        if name in VERL_DIVERGES:
+            continue
+        assert name in verl, f"{req.name} (a base dependency) missing in requirements-verl.in"
+        assert verl[name].specifier == req.specifier, f"{req.name}: {verl[name]} != {req}"
+    assert "torch" not in verl  # vLLM's exact pin decides it
+
+
+def test_verl_worker_image_matches_its_pins() -> None:
+    instructions = parse_dockerfile(DOCKER / "verl-worker.Dockerfile")
+    args = dockerfile_args(instructions)
+    pins = read_pins("constraints-verl.txt")
+    # the CUDA base is the CUDA of torch's wheels (nvidia-cuda-runtime-cu12 12.8.x -> 12.8)
+    cuda = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-runtime-ubuntu22\.04", args["CUDA_IMAGE"])
+    assert cuda, args["CUDA_IMAGE"]
+    runtime = pins.get(f"nvidia-cuda-runtime-cu{cuda.group(1)}", "")
+    assert runtime.split(".")[:2] == [cuda.group(1), cuda.group(2)], (args["CUDA_IMAGE"], runtime)
+    # the flash-attn wheel is built for this torch, CUDA major and Python
+    torch_minor = ".".join(pins["torch"].split(".")[:2])
+    wheel = args["FLASH_ATTN_WHEEL"].rsplit("/", 1)[-1]
+    assert f"+cu{cuda.group(1)}torch{torch_minor}cxx11abiTRUE-cp311-cp311-" in wheel, wheel
+    run = " ".join(i.args for i in instructions if i.keyword == "RUN")
+    assert "python install 3.11" in run
+    assert "uv pip install -c constraints-verl.txt -r requirements-verl.in" in run
+    assert "uv pip install --no-deps ." in run
+    assert "constraints-gpu.txt" not in run and '".[gpu]"' not in run
+    entry = [json.loads(i.args) for i in instructions if i.keyword == "ENTRYPOINT"]
+    assert entry and entry[-1][-1] == "chimera"
+    assert [i.args for i in instructions if i.keyword == "USER"] == ["1000"]
+    env = env_of(instructions)
+    assert env["CHIMERA_STAGES__PPO__ALGORITHM"] == "verl"
+    gpu = load_config(environ={"CHIMERA_PROFILE": env["CHIMERA_PROFILE"]})
+    assert gpu.stages.ppo.algorithm == "verl"  # the profile this image runs already asks for it
 
 
 def test_compose_services_contexts_and_bind_mounts_exist() -> None:
@@ -278,10 +366,12 @@ def test_chimera_settings_in_images_and_compose_are_valid_config() -> None:
     env_file = env_example()
     airflow_env = env_of(parse_dockerfile(DOCKER / "airflow.Dockerfile"))
     worker_env = env_of(parse_dockerfile(DOCKER / "worker.Dockerfile"))
+    verl_env = env_of(parse_dockerfile(DOCKER / "verl-worker.Dockerfile"))
     services = compose()["services"]
     cases = [
         airflow_env,
         worker_env,
+        verl_env,
         {
             k: interpolate(str(v), env_file)
             for k, v in services["chimera-worker"]["environment"].items()

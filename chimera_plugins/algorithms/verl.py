@@ -85,8 +85,9 @@ class VERLAlgorithm:
             raise ChimeraError(
                 f"stages.ppo.algorithm 'verl' needs a CUDA machine with verl and vLLM; missing: "
                 f"{', '.join(missing)}. The gpu extra brings vLLM but not verl, whose releases "
-                "do not install beside our transformers (see pyproject.toml): install a verl "
-                "that fits by hand, or use algorithm 'grpo' (the local profile does)."
+                "do not install beside our transformers (see pyproject.toml): run this stage in "
+                "the VERL worker image (docker/verl-worker.Dockerfile, pins in "
+                "constraints-verl.txt), or use algorithm 'grpo' (the local profile does)."
             )
         from chimera_plugins.algorithms.verl_run import run_verl
 
