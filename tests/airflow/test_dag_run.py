@@ -73,7 +73,7 @@ def _profile(tmp_path: Path, s3_server: str) -> Path:
 
 
 def _run(stages: list[str]) -> tuple[str, dict[str, str]]:
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
