@@ -37,6 +37,9 @@ class Tracker:
             import wandb
 
             config.wandb_dir.mkdir(parents=True, exist_ok=True)
+            # silent=True does not cover W&B's "install Weave" hint, printed on every stage
+            # because LangChain and OpenAI are imported; WANDB_DISABLE_WEAVE=false brings it back.
+            os.environ.setdefault("WANDB_DISABLE_WEAVE", "true")
             return wandb.init(
                 project=config.wandb_project,
                 name=f"{self.run_id}-{self.stage}",

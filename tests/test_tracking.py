@@ -33,3 +33,18 @@ def test_disabled_by_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     tracker.close()
     assert not (tmp_path / "wandb").exists()
     assert (tmp_path / "m.jsonl").is_file()
+
+
+def test_offline_tracker_prints_no_weave_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import openai  # noqa: F401  (what makes W&B suggest Weave)
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_DISABLE_WEAVE", "unset")  # recorded, so the test's change is undone
+    monkeypatch.delenv("WANDB_DISABLE_WEAVE")
+    config = TrackingConfig(wandb_mode="offline", wandb_dir=tmp_path / "wandb")
+    with Tracker(config, run_id="r1", stage="gather") as tracker:
+        tracker.log({"reward": 0.5}, step=0)
+    out, err = capfd.readouterr()
+    assert "Weave" not in out + err
