@@ -15,7 +15,7 @@ CONFIG = load_config(PROFILE)
 
 with DAG(
     dag_id="chimera_evaluate",
-    description="Evaluate a model set against base on held-out tasks.",
+    description="Evaluate a model set against the champion on held-out tasks.",
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -24,7 +24,9 @@ with DAG(
     params={
         "profile": Param(PROFILE, type="string", description="Chimera profile (configs/*.yaml)."),
         "stages": Param(["ingest", "evaluate"], type="array", description="Stages to run."),
-        "model_set": Param("champion", type="string", description="champion, or a version id."),
+        "model_set": Param(
+            "champion", type="string", description="champion, base, or a version id."
+        ),
         "eval_tasks": Param(
             None, type=["null", "integer"], minimum=1, description="Held-out tasks."
         ),

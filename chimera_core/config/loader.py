@@ -22,7 +22,10 @@ RESERVED_ENV = {
     "CHIMERA_PUBMEDQA_FILE",
     "CHIMERA_HOME",
     "CHIMERA_DEBUG",
+    "CHIMERA_SHARED_DIR",  # tests and benchmarks: where ../shared is
+    "CHIMERA_CLI",
 }
+RESERVED_PREFIXES = ("CHIMERA_BENCH_",)  # benchmark switches (benchmarks/README.md)
 DEFAULT_PROFILE = "local"
 
 
@@ -65,14 +68,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any, str]]:
-    """``CHIMERA_STAGES__SFT__MAX_STEPS=5`` -> (["stages","sft","max_steps"], 5, var)."""
+    """``CHIMERA_STAGES__SFT__MAX_STEPS=5`` -> (["stages","sft","max_steps"], 5, var).
+
+    An empty value leaves the profile's setting: Airflow renders an unset DAG param as ''.
+    """
     out = []
     for var, raw in sorted(environ.items()):
-        if not var.startswith(ENV_PREFIX) or var in RESERVED_ENV:
+        if not var.startswith(ENV_PREFIX) or var in RESERVED_ENV or not raw.strip():
+            continue
+        if var.startswith(RESERVED_PREFIXES):
             continue
         path = [part.lower() for part in var[len(ENV_PREFIX) :].split("__")]
         try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
+            value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
         out.append((path, value, var))

@@ -199,7 +199,8 @@ class EvaluateConfig(Section):
     split: str = "validation"
     model_set: str = Field(
         "candidate",
-        description="What to evaluate against base: candidate (this run's), champion or VERSION.",
+        description="What to evaluate against the champion (base before any promotion): "
+        "candidate (this run's), champion, base or VERSION.",
     )
     primary_metric: str = "mean_reward"
     promote_margin: float = Field(0.0, ge=0.0)

@@ -46,7 +46,7 @@ def challenger_set(
     if not owners:
         raise ChimeraError(
             f"stages.evaluate.model_set: no model has version {choice!r} "
-            "(expected candidate, champion or a registered version id)"
+            "(expected candidate, champion, base or a registered version id)"
         )
     return {**champion, owners[0]: choice}
 

@@ -39,6 +39,22 @@ def test_env_overrides_nested_keys_and_role_names_case_insensitively() -> None:
     assert config.data.file == Path("/data/ori_pqal.json")
 
 
+def test_empty_and_reserved_variables_leave_the_profile_as_it_is() -> None:
+    base = load_config("local", environ={})
+    config = load_config(
+        "local",
+        environ={
+            "CHIMERA_STAGES__GATHER__N_TASKS": "",  # an unset Airflow param renders as ''
+            "CHIMERA_STAGES__EVALUATE__MODEL_SET": " ",
+            "CHIMERA_BENCH_SKIP_REAL": "1",
+            "CHIMERA_SHARED_DIR": "/elsewhere/shared",
+            "CHIMERA_CLI": "/opt/bin/chimera",
+        },
+    )
+    assert config.stages.gather.n_tasks == base.stages.gather.n_tasks
+    assert config.stages.evaluate.model_set == base.stages.evaluate.model_set
+
+
 def test_every_problem_is_listed_with_its_key_path() -> None:
     with pytest.raises(ConfigError) as err:
         load_config(
