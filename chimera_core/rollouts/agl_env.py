@@ -9,7 +9,7 @@ _DONE = False
 
 
 def prepare_agl_environment() -> None:
-    """Offline-safe defaults and the FastAPI telemetry fix; idempotent."""
+    """Offline-safe defaults, quiet third-party logs (not with CHIMERA_DEBUG), the FastAPI fix."""
     global _DONE
     if _DONE:
         return
@@ -17,14 +17,37 @@ def prepare_agl_environment() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     # AgentOps writes ./agentops.log into the working directory by default.
     os.environ.setdefault("AGENTOPS_LOGGING_TO_FILE", "False")
-    os.environ.setdefault("AGENTOPS_LOG_LEVEL", "WARNING")
     # The proxy is bound to 127.0.0.1 and never exposed; no master key needed there.
     os.environ.setdefault("LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY", "true")
+    os.environ.setdefault("LITELLM_DONT_SHOW_FEEDBACK_BOX", "true")
     _disable_fastapi_native_telemetry()
-    for noisy in ("LiteLLM", "litellm", "LiteLLM Proxy", "LiteLLM Router", "httpx", "agentops",
-                  "uvicorn.access", "uvicorn.error", "opentelemetry"):  # fmt: skip
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if os.environ.get("CHIMERA_DEBUG", "") in ("", "0", "false"):
+        _quiet_third_party_logs()
     _DONE = True
+
+
+def _quiet_third_party_logs() -> None:
+    # What the proxy, AgentOps and OpenTelemetry print is either about settings made on purpose
+    # above (no master key, no admin UI; openai 2 has no beta streaming module for AgentOps to
+    # wrap, the traced calls are instrumented all the same), or, when a model call fails, the
+    # same failure again per layer and attempt (tracebacks, "attribute on ended span"): the
+    # rollout's record keeps that failure with its reason and the stage reports it.
+    os.environ.setdefault("AGENTOPS_LOG_LEVEL", "CRITICAL")
+    _hide_litellm_banner()
+    for noisy in ("LiteLLM", "litellm", "httpx", "uvicorn.access", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for quiet in ("LiteLLM Proxy", "LiteLLM Router", "agentops", "opentelemetry",
+                  "agentlightning.llm_proxy", "agentlightning.utils.server_launcher"):  # fmt: skip
+        logging.getLogger(quiet).setLevel(logging.CRITICAL)
+
+
+def _hide_litellm_banner() -> None:
+    # The proxy prints LiteLLM's ASCII-art banner at each start; the server is an internal part.
+    try:
+        from litellm.proxy.common_utils import banner
+    except ImportError:
+        return
+    banner.show_banner = lambda: None
 
 
 def _disable_fastapi_native_telemetry() -> None:
