@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import MutableMapping
 from typing import Any
 
 from rich.logging import RichHandler
 
 _CONFIGURED = False
+
+
+def debug_enabled() -> bool:
+    """Whether CHIMERA_DEBUG asks for tracebacks and the third-party logs left as they are."""
+    return os.environ.get("CHIMERA_DEBUG", "") not in ("", "0", "false")
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -26,8 +25,3 @@ ProfileOption = Annotated[
 def load_profile(profile: str | None) -> ChimeraConfig:
     """Load and validate the profile for a command."""
     return load_config(profile)
-
-
-def debug_enabled() -> bool:
-    """Whether internal errors should show a traceback."""
-    return os.environ.get("CHIMERA_DEBUG", "") not in ("", "0", "false")

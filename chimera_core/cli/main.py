@@ -19,8 +19,9 @@ from chimera_core.cli import (
     serving_cmds,
     stage_cmds,
 )
-from chimera_core.cli.common import debug_enabled, err_console
+from chimera_core.cli.common import err_console
 from chimera_core.errors import ChimeraError
+from chimera_core.logs import debug_enabled
 
 app = typer.Typer(
     name="chimera",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from chimera_core.logs import debug_enabled
+
 _DONE = False
 
 
@@ -21,7 +23,7 @@ def prepare_agl_environment() -> None:
     os.environ.setdefault("LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY", "true")
     os.environ.setdefault("LITELLM_DONT_SHOW_FEEDBACK_BOX", "true")
     _disable_fastapi_native_telemetry()
-    if os.environ.get("CHIMERA_DEBUG", "") in ("", "0", "false"):
+    if not debug_enabled():
         _quiet_third_party_logs()
     _DONE = True
 
