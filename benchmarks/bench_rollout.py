@@ -1,6 +1,6 @@
 """Framework overhead per rollout: what the lab costs beyond the model calls themselves.
 
-(a) A real rollout (local profile, SmolLM2 on the embedded server, offline tools) through
+(a) A real rollout (local profile, SmolLM2 on vLLM's CPU build, offline tools) through
 ``lab.run_task``: wall time over the time during which at least one model call is in flight,
 measured on the client side by a LangChain callback (the three juniors call in parallel, so
 overlapping calls count once). Goal <= 1.10.
@@ -82,6 +82,13 @@ def fake_models(url: str) -> dict[str, Any]:
     return out
 
 
+def fake_endpoints(config: Any, url: str) -> dict[str, Any]:
+    """Every alias's endpoint at ``url`` under its served name (no key)."""
+    from chimera_core.lab.models import Endpoint
+
+    return {a: Endpoint(url, m.served_model, "EMPTY") for a, m in config.models.items()}
+
+
 def _direct_rate(config: Any, tasks: list[Any], provider_of: Any, graph: Any) -> float:
     from chimera_core.lab.run import run_task
 
@@ -135,7 +142,7 @@ def llm_call_windows(spans: list[dict[str, Any]]) -> list[tuple[float, float]]:
 
 
 def run_through_runner(
-    config: Any, tasks: list[Any], base_urls: dict[str, str], n_runners: int, workdir: Path
+    config: Any, tasks: list[Any], endpoints: dict[str, Any], n_runners: int, workdir: Path
 ) -> dict[str, Any]:
     """Run tasks with ``run_rollouts``; return records, per-rollout windows and the wall time."""
     from chimera_core.artifacts import LocalArtifactStore
@@ -153,7 +160,7 @@ def run_through_runner(
             run_id="bench",
             stage="bench",
             prefix=prefix,
-            base_urls=base_urls,
+            endpoints=endpoints,
             explore=False,
             tracker=tracker,
             n_runners=n_runners,
@@ -184,7 +191,7 @@ def measure_runner(url: str) -> dict[str, float]:
         workdir,
     )
     tasks = train_tasks(config, N_RUNNER)
-    out = run_through_runner(config, tasks, {}, 1, workdir)
+    out = run_through_runner(config, tasks, fake_endpoints(config, url), 1, workdir)
     ok = [r for r in out["records"] if r.status == "succeeded"]
     if len(ok) != len(tasks):
         errors = {r.error for r in out["records"] if r.error}
@@ -204,16 +211,19 @@ def _calls(spans_by_task: dict[str, list[dict[str, Any]]]) -> float:
 
 
 def measure_real() -> dict[str, float]:
-    """One real rollout (local profile, SmolLM2 on the embedded server) through run_task."""
+    """One real rollout (local profile, SmolLM2 on vLLM's CPU build) through run_task."""
+    from chimera_core.artifacts import open_store
     from chimera_core.lab.models import ConfigModelProvider
     from chimera_core.lab.run import run_task
-    from chimera_core.serving.lifecycle import embedded_server
+    from chimera_core.registry import ModelRegistry
+    from chimera_core.rollouts.serving import serve_model_set
 
     config = bench_config()
     (task,) = train_tasks(config, 1)
     timer = ModelCallTimer()
-    with embedded_server(config) as base_urls:
-        provider = ConfigModelProvider(config, base_urls)
+    registry = ModelRegistry(open_store(config.artifacts), config.serving.models_dir / "bench")
+    with serve_model_set(config, {}, registry) as endpoints:
+        provider = ConfigModelProvider(config, endpoints)
         start = time.perf_counter()
         state = run_task(task, config, provider, callbacks=[timer])
         end = time.perf_counter()
@@ -276,7 +286,7 @@ def run() -> dict[str, Any]:
     out["real_rollout_over_model_time"] = at_most(
         ratio,
         REAL_GOAL,
-        notes=f"one local-profile rollout with SmolLM2 on the embedded server: "
+        notes=f"one local-profile rollout with SmolLM2 on vLLM (CPU build): "
         f"{real['wall_s']:.0f} s wall, {real['model_s']:.0f} s with a model call in flight "
         f"({real['calls']:.0f} calls, client-side callback, overlaps counted once)",
     )

@@ -1,9 +1,10 @@
-"""Runner scaling: real rollouts/minute with 1, 2 and 4 Agent Lightning runners, one server.
+"""Runner scaling: real rollouts/minute with 1 and 4 Agent Lightning runners, one vLLM server.
 
 Every runner count runs the gather path (``rollouts.runner.run_rollouts``: store, LiteLLM proxy,
 tracing, judge reward, records and spans stored) on the same first training tasks, against one
-embedded SmolLM2 server that stays up for the whole benchmark. The rate is taken over the
-rollouts' own spans (first start to last end), so session start-up is left out.
+vLLM server (CPU build, SmolLM2) that stays up for the whole benchmark. The rate is taken over
+the rollouts' own spans (first start to last end), so session start-up is left out. The
+prefix-cache hit rate is vLLM's own count over the rollouts' prompt tokens.
 
 The ceiling is the server: on a CPU it batches concurrent requests, so n runners can go at most
 as much faster as the server's aggregate tokens/s with n clients over one client. That ratio is
@@ -22,33 +23,34 @@ from typing import Any
 
 from benchmarks.common import bench_config, result, skip_real, train_tasks
 
-RUNNERS = (1, 2, 4)
-TASKS = {1: 2, 2: 4, 4: 4}  # rollouts per runner count: at least one per runner
+RUNNERS = (1, 4)
+TASKS = {1: 3, 4: 8}  # rollouts per runner count: at least two rounds of 4
 SERVER_TOKENS = 64
 
 
-def server_scaling(base_url: str, model: str, clients: int) -> float:
-    """The server's aggregate tokens/s with ``clients`` simultaneous requests."""
-    from benchmarks.bench_server import _server_concurrent
-
-    return _server_concurrent(base_url, clients, SERVER_TOKENS, model)
-
-
 def measure() -> dict[int, dict[str, float]]:
-    """Rollouts/minute and the server's token rate for each runner count."""
+    """Rollouts/minute, prefix-cache hits and the server's token rate for each runner count."""
     from benchmarks.bench_rollout import run_through_runner
-    from chimera_core.serving.lifecycle import embedded_server
+    from benchmarks.bench_server import concurrent_tokens_s
+    from chimera_core.artifacts import open_store
+    from chimera_core.registry import ModelRegistry
+    from chimera_core.rollouts.serving import ModelServing
 
     workdir = Path(tempfile.mkdtemp(prefix="chimera-bench-runners-"))
     config = bench_config({"stages.gather.max_attempts": 1}, workdir)
     tasks = train_tasks(config, max(TASKS.values()))
     out: dict[int, dict[str, float]] = {}
-    with embedded_server(config) as base_urls:
-        url, model = base_urls["junior"], config.models["junior"].served_model
-        server_scaling(url, model, 1)  # warm-up
+    serving = ModelServing(config, ModelRegistry(open_store(config.artifacts), workdir / "r"))
+    try:
+        endpoints = serving.endpoints({})
+        server = serving.server
+        assert server is not None
+        concurrent_tokens_s(endpoints["junior"], 1, SERVER_TOKENS)  # warm-up
         for n in RUNNERS:
-            tokens_s = server_scaling(url, model, n)
-            run = run_through_runner(config, tasks[: TASKS[n]], base_urls, n, workdir)
+            tokens_s = concurrent_tokens_s(endpoints["junior"], n, SERVER_TOKENS)
+            queried, hit = server.prefix_cache()
+            run = run_through_runner(config, tasks[: TASKS[n]], endpoints, n, workdir)
+            queried_after, hit_after = server.prefix_cache()
             ok = sum(r.status == "succeeded" for r in run["records"])
             starts, ends = zip(*run["windows"], strict=True)
             window = max(ends) - min(starts)
@@ -58,8 +60,12 @@ def measure() -> dict[int, dict[str, float]]:
                 "window_s": window,
                 "per_min": 60 * len(run["windows"]) / window,
                 "server_tok_s": tokens_s,
+                "cache_hit_rate": (hit_after - hit) / max(1.0, queried_after - queried),
+                "startup_s": server.startup_seconds or 0.0,
             }
             print(f"  {n} runner(s): {json.dumps(out[n])}", flush=True)
+    finally:
+        serving.close()
     return out
 
 
@@ -75,8 +81,14 @@ def run() -> dict[str, Any]:
             r["per_min"],
             "rollouts/min",
             notes=f"{n} runner(s), {r['rollouts']:.0f} rollouts ({r['succeeded']:.0f} succeeded) "
-            f"of the local profile on one embedded SmolLM2 server, {r['window_s']:.0f} s from the "
-            "first rollout's start to the last one's end",
+            f"of the local profile on one vLLM server (CPU build, SmolLM2), {r['window_s']:.0f} s "
+            "from the first rollout's start to the last one's end",
+        )
+        out[f"prefix_cache_hit_rate_{n}"] = result(
+            r["cache_hit_rate"],
+            "fraction",
+            notes="vLLM's prefix-cache hits over the prompt tokens it was asked for during "
+            "those rollouts (all roles and the judge)",
         )
         if n == 1:
             continue

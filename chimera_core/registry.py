@@ -1,9 +1,11 @@
 """Versioned model checkpoints per alias, with lineage and a champion pointer.
 
-Layout: ``models/<alias>/versions/<version>/`` (an HF directory published with a manifest whose
-metadata is the version record) and ``models/<alias>/champion.json``. The version ``base`` is
-the prepared base model: it is never uploaded, every machine prepares it locally. A *model
-set* maps each alias to a version; ``base`` and ``champion`` are the two named sets.
+Layout: ``models/<alias>/versions/<version>/`` (the version's files published with a manifest,
+sha256 per file, whose metadata is the version record) and ``models/<alias>/champion.json``.
+A version of an LLM alias is a LoRA adapter directory over the alias's base model (what vLLM
+serves); the bandit policy's versions are its own files. The version ``base`` is the prepared
+base model: it is never uploaded, every machine prepares it locally. A *model set* maps each
+alias to a version; ``base`` and ``champion`` are the two named sets.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ from pydantic import BaseModel, Field
 
 from chimera_core.artifacts import ArtifactStore, join_key
 from chimera_core.errors import ArtifactNotFound, ChimeraError
+from chimera_core.training.checkpoint import (
+    ADAPTER_CONFIG,
+    is_adapter_dir,
+    merge_adapter,
+    require_empty_dir,
+)
 
 BASE = "base"
 MODELS_PREFIX = "models"
@@ -59,7 +67,7 @@ class ModelRegistry:
         config: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
     ) -> ModelVersion:
-        """Upload an HF directory as version ``<stage>-<run_id>`` (idempotent for a run)."""
+        """Upload a directory as version ``<stage>-<run_id>`` (idempotent for a run)."""
         version = f"{stage}-{run_id}"
         prefix = self._prefix(alias, version)
         if self.store.is_published(prefix):
@@ -198,6 +206,26 @@ class ModelRegistry:
         self.store.get_dir(self._prefix(alias, version), partial)
         partial.rename(dest)
         return dest
+
+    def fetch_adapter(self, alias: str, version: str) -> Path:
+        """A local copy of a version that must be a LoRA adapter (what trainers and vLLM load)."""
+        if version == BASE:
+            raise ChimeraError(f"version base of model {alias!r} is the base model, not an adapter")
+        local = self.fetch(alias, version)
+        if not is_adapter_dir(local):
+            raise ChimeraError(
+                f"version {version!r} of model {alias!r} is not a LoRA adapter (no {ADAPTER_CONFIG}"
+                "): only an LLM alias's adapter versions can be continued, served or merged"
+            )
+        return local
+
+    def export_merged(self, alias: str, version: str, base_dir: Path, dest: Path) -> Path:
+        """Write an adapter version merged into ``base_dir`` as a plain HF checkpoint in ``dest``.
+
+        For deploying without LoRA support; ``dest`` must be new or empty.
+        """
+        require_empty_dir(dest)
+        return merge_adapter(base_dir, self.fetch_adapter(alias, version), dest)
 
 
 def _entry(record: dict[str, Any]) -> dict[str, Any]:

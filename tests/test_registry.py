@@ -129,3 +129,66 @@ def test_a_runs_model_set_is_what_it_trained_over_the_champions(
     assert registry.model_set("run:r1", aliases)["senior"] == BASE
     with pytest.raises(ChimeraError, match="run 'r3' registered no model versions"):
         registry.model_set("run:r3", aliases)
+
+
+def test_only_adapter_versions_can_be_fetched_as_adapters(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "policy.json").write_text("{}")
+    registry.register("supervisor_policy", policy, parent=BASE, stage="bandit", run_id="r1")
+    with pytest.raises(
+        ChimeraError, match="'bandit-r1' of model 'supervisor_policy' is not a LoRA"
+    ):
+        registry.fetch_adapter("supervisor_policy", "bandit-r1")
+    with pytest.raises(ChimeraError, match="is the base model, not an adapter"):
+        registry.fetch_adapter("junior", BASE)
+    with pytest.raises(ChimeraError, match="unknown version 'x' of model 'junior'"):
+        registry.fetch_adapter("junior", "x")
+
+
+def test_registry_cli_exports_an_adapter_merged_into_its_base(
+    tmp_path: Path,
+    tiny_llama_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from chimera_core.artifacts import open_store
+    from chimera_core.cli.main import main
+    from chimera_core.config import load_config
+    from chimera_core.serving.manifest import structure_problems
+    from tests.tiny_llama import profile_aliases, random_adapter
+
+    monkeypatch.setenv("CHIMERA_ARTIFACTS__LOCAL_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("CHIMERA_SERVING__MODELS_DIR", str(tmp_path / "models"))
+    # Every served alias shares one base: make the tiny model that base for all of them.
+    for alias in profile_aliases("local"):
+        monkeypatch.setenv(f"CHIMERA_MODELS__{alias.upper()}__CHECKPOINT", str(tiny_llama_dir))
+    config = load_config("local")
+    registry = ModelRegistry(open_store(config.artifacts), tmp_path / "cache")
+    adapter = random_adapter(tiny_llama_dir, tmp_path / "adapter")
+    registry.register("junior", adapter, parent=BASE, stage="sft", run_id="r1")
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "policy.json").write_text("{}")
+    registry.register("supervisor_policy", policy, parent=BASE, stage="bandit", run_id="r1")
+
+    dest = tmp_path / "export"
+    assert main(["registry", "export", "junior", "sft-r1", "--merged", str(dest)]) == 0
+    assert structure_problems(dest) == []
+    assert not (dest / "adapter_config.json").exists()
+
+    refusals = {
+        ("junior", "sft-r9", "new1"): "unknown version 'sft-r9' of model 'junior'",
+        ("ghost", "sft-r1", "new2"): "unknown version 'sft-r1' of model 'ghost'",
+        ("junior", BASE, "new3"): "is the base model, not an adapter",
+        ("supervisor_policy", "bandit-r1", "new4"): "is not a LoRA adapter",
+        ("junior", "sft-r1", "export"): "exists and is not an empty directory",
+    }
+    capsys.readouterr()
+    for (alias, version, out), message in refusals.items():
+        argv = ["registry", "export", alias, version, "--merged", str(tmp_path / out)]
+        assert main(argv) == 2, argv
+        assert message in " ".join(capsys.readouterr().err.split()), argv
+        assert out == "export" or not (tmp_path / out).exists()

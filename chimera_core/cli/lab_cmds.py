@@ -214,9 +214,8 @@ def register(app: typer.Typer) -> None:
         models = resolve_models(config, model_set)
         console.print(models.table())
         start = time.perf_counter()
-        console.print("[dim]starting the model server...[/]")
-        with serve_model_set(config, models.versions, models.registry) as urls:
-            provider = ConfigModelProvider(config, urls)
+        with serve_model_set(config, models.versions, models.registry) as endpoints:
+            provider = ConfigModelProvider(config, endpoints)
             run_start = time.perf_counter()
             with Progress() as progress:
                 state = run_task(

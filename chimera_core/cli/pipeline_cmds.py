@@ -8,9 +8,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from chimera_core.artifacts import open_store
 from chimera_core.cli.common import ProfileOption, console
 from chimera_core.config import load_config
 from chimera_core.errors import ChimeraError
+from chimera_core.registry import ModelRegistry
+from chimera_core.rollouts.serving import ModelServing
 from chimera_core.stages import StageResult, execute_stage, new_run_id, safe_run_id, stage_fn
 
 
@@ -23,17 +26,31 @@ def run_pipeline(
         stage_fn(name)  # fail on a typo before any work
     results: list[StageResult] = []
     start = time.perf_counter()
-    for i, name in enumerate(stages, start=1):
-        console.rule(f"[bold]{i}/{len(stages)} {name}[/]  run {run_id}")
-        try:
-            result = execute_stage(stage_fn(name), name, config, run_id)
-        except ChimeraError as exc:
-            raise ChimeraError(
-                f"stage {name!r} failed: {exc}\nresume with: chimera pipeline run --run-id {run_id}"
-            ) from None
-        results.append(result)
-        state = "reused" if result.resumed else f"{result.seconds:.0f}s"
-        console.print(f"[green]✓[/] {name} ({state})")
+    store = open_store(config.artifacts)
+    # One model server for the whole run: started by the first stage that needs it, a trained
+    # adapter is loaded into it by name, and evaluate finds every set's adapters there.
+    serving = ModelServing(
+        config, ModelRegistry(store, config.serving.models_dir / "registry"), run_id=run_id
+    )
+    try:
+        for i, name in enumerate(stages, start=1):
+            console.rule(f"[bold]{i}/{len(stages)} {name}[/]  run {run_id}")
+            try:
+                result = execute_stage(
+                    stage_fn(name), name, config, run_id, store=store, serving=serving
+                )
+            except ChimeraError as exc:
+                wrapped = ChimeraError(
+                    f"stage {name!r} failed: {exc}\n"
+                    f"resume with: chimera pipeline run --run-id {run_id}"
+                )
+                wrapped.exit_code = exc.exit_code  # a fault (1) stays a fault
+                raise wrapped from None
+            results.append(result)
+            state = "reused" if result.resumed else f"{result.seconds:.0f}s"
+            console.print(f"[green]✓[/] {name} ({state})")
+    finally:
+        serving.close()
     _summary(results, run_id, time.perf_counter() - start)
     return results
 

@@ -1,7 +1,8 @@
-"""``chimera registry``: trained versions per model alias, the champions, promote and roll back."""
+"""``chimera registry``: versions per model alias, champions, promote, roll back, export."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,11 +10,13 @@ from rich.table import Table
 
 from chimera_core.artifacts import open_store
 from chimera_core.cli.common import ProfileOption, console, load_profile
+from chimera_core.config import ChimeraConfig
+from chimera_core.errors import ChimeraError
 from chimera_core.registry import BASE, ModelRegistry
+from chimera_core.training.checkpoint import require_empty_dir
 
 
-def _registry(profile: str | None) -> ModelRegistry:
-    config = load_profile(profile)
+def _registry(config: ChimeraConfig) -> ModelRegistry:
     return ModelRegistry(open_store(config.artifacts), config.serving.models_dir / "registry")
 
 
@@ -24,7 +27,7 @@ def register(app: typer.Typer) -> None:
     @group.command("list")
     def list_(profile: ProfileOption = None) -> None:
         """Every alias's versions with lineage; the champion is marked."""
-        registry = _registry(profile)
+        registry = _registry(load_profile(profile))
         table = Table(title="model registry")
         for column in ("alias", "version", "parent", "stage", "run", "created", "champion"):
             table.add_column(column)
@@ -48,7 +51,7 @@ def register(app: typer.Typer) -> None:
         profile: ProfileOption = None,
     ) -> None:
         """Make a version the alias's champion (the next rollouts serve it)."""
-        registry = _registry(profile)
+        registry = _registry(load_profile(profile))
         registry.promote(alias, version, reason)
         console.print(f"{alias}: champion is now [bold]{version}[/]")
 
@@ -59,9 +62,36 @@ def register(app: typer.Typer) -> None:
         profile: ProfileOption = None,
     ) -> None:
         """Make the previous champion the champion again."""
-        registry = _registry(profile)
+        registry = _registry(load_profile(profile))
         was = registry.champion(alias)
         back = registry.rollback(alias, reason)
         console.print(f"{alias}: champion rolled back from {was} to [bold]{back}[/]")
+
+    @group.command("export")
+    def export(
+        alias: Annotated[str, typer.Argument(help="Model alias (junior, senior, ...).")],
+        version: Annotated[str, typer.Argument(help="Registered adapter version.")],
+        merged: Annotated[
+            Path,
+            typer.Option("--merged", help="New (or empty) directory for the merged HF checkpoint."),
+        ],
+        profile: ProfileOption = None,
+    ) -> None:
+        """Merge an adapter version into its base: a plain HF checkpoint to deploy elsewhere."""
+        from chimera_core.serving.model_store import resolve_checkpoint
+
+        config = load_profile(profile)
+        registry = _registry(config)
+        # The cheap refusals first: resolving the base may have to prepare it (minutes).
+        require_empty_dir(merged)
+        registry.fetch_adapter(alias, version)
+        if alias not in config.models:
+            raise ChimeraError(
+                f"model {alias!r} is not in this profile's models ({', '.join(config.models)}); "
+                "its base checkpoint is unknown"
+            )
+        base_dir = resolve_checkpoint(config.models[alias].checkpoint, config)
+        registry.export_merged(alias, version, base_dir, merged)
+        console.print(f"{alias} {version} merged into {base_dir.name}: [bold]{merged}[/]")
 
     app.add_typer(group, name="registry")

@@ -1,8 +1,8 @@
-"""``chimera model`` (prepare, list) and ``chimera serve``: the embedded model server."""
+"""``chimera model`` (prepare, list) and ``chimera serve``: the vLLM server for a model set."""
 
 from __future__ import annotations
 
-import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from chimera_core.cli.common import ProfileOption, console, load_profile
-from chimera_core.errors import ChimeraError
+from chimera_core.config import load_config
 from chimera_core.serving.model_store import Progress as ProgressFn
 
 
@@ -35,16 +35,6 @@ def _steps(title: str) -> Iterator[ProgressFn]:
 def _size(path: Path) -> str:
     total = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
     return f"{total / 1e6:.0f} MB"
-
-
-def _parse_models(values: list[str]) -> dict[str, Path]:
-    models = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise ChimeraError(f"--model {value!r}: expected NAME=PATH")
-        models[name] = Path(path)
-    return models
 
 
 def register(app: typer.Typer) -> None:
@@ -134,50 +124,52 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
         profile: ProfileOption = None,
+        model_set: Annotated[
+            str,
+            typer.Option(
+                help="base, champion, or run:RUN_ID: the base model plus each alias's adapter."
+            ),
+        ] = "champion",
         host: Annotated[
             str | None, typer.Option(help="Bind address (default: serving.host).")
         ] = None,
         port: Annotated[
             int | None, typer.Option(help="Port (default: serving.port, else a free one).")
         ] = None,
-        model: Annotated[
-            list[str] | None,
-            typer.Option(help="Serve NAME=HF_DIR instead of the profile's embedded aliases."),
-        ] = None,
     ) -> None:
-        """Serve the profile's embedded models over an OpenAI-compatible API (foreground)."""
-        from chimera_core.serving.lifecycle import THREAD_ENV, embedded_models
+        """Serve a model set with vLLM (base + role adapters) in the foreground; Ctrl-C stops."""
+        from chimera_core.artifacts import open_store
+        from chimera_core.registry import ModelRegistry
+        from chimera_core.rollouts.serving import ModelServing
 
-        for key, value in THREAD_ENV.items():  # before torch loads (the server imports it)
-            os.environ.setdefault(key, value)
-        config = load_profile(profile)
-        settings = config.serving.model_copy(
-            update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-        )
-        with _steps("resolving checkpoints") as step:
-            models = _parse_models(model) if model else embedded_models(config, progress=step)
-        if not models:
-            raise ChimeraError(f"profile {config.profile!r} has no embedded models to serve")
-        aliases = {m.served_model: a for a, m in config.models.items() if m.backend == "embedded"}
-
-        def ready(bound_host: str, bound_port: int) -> None:
+        overrides = {k: v for k, v in {"serving.host": host, "serving.port": port}.items() if v}
+        config = load_config(profile, overrides=overrides)
+        store = open_store(config.artifacts)
+        registry = ModelRegistry(store, config.serving.models_dir / "registry")
+        versions = registry.model_set(model_set, config.models)
+        serving = ModelServing(config, registry)
+        try:
+            with _steps("starting vLLM") as step:
+                serving.progress = step
+                endpoints = serving.endpoints(versions)
+            server = serving.server
+            assert server is not None
             table = Table(box=None)
-            for column in ("model", "alias", "checkpoint"):
+            for column in ("model", "alias", "version"):
                 table.add_column(column)
-            for name, path in models.items():
-                table.add_row(name, aliases.get(name, "-"), str(path))
-            url = f"http://{bound_host}:{bound_port}/v1"
+            for alias, endpoint in endpoints.items():
+                table.add_row(endpoint.model, alias, versions.get(alias, "base"))
+            subtitle = f"{server.startup_seconds:.0f} s to healthy - Ctrl-C stops"
             console.print(
-                Panel.fit(
-                    table,
-                    title=f"[bold green]serving[/] {url}",
-                    subtitle=f"{settings.dtype}, batch {settings.max_batch_size} - Ctrl-C stops",
-                )
+                Panel.fit(table, title=f"[bold green]vLLM[/] {server.base_url}", subtitle=subtitle)
             )
-
-        from chimera_core.logs import setup_logging
-        from chimera_core.serving.server import serve as run_server
-
-        setup_logging()
-        console.print(f"loading {len(set(models.values()))} checkpoint(s)...")
-        run_server(models, settings, on_ready=ready)
+            if config.serving.api_key is None:
+                # The person who started a foreground server is its client: the generated key
+                # is shown here, on the terminal, and nowhere else (no log, no file).
+                console.print(f"API key (this server only): [bold]{server.api_key}[/]")
+            console.print(f"log: {server.log_path}")
+            while server.failure is None:
+                time.sleep(1.0)
+            server.check()
+        finally:
+            serving.close()

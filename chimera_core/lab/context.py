@@ -40,12 +40,12 @@ class LabContext:
     def offers_tools(self, role: str) -> bool:
         """Whether the role's model is offered its tools to call (beyond the evidence step).
 
-        ``None`` (auto) offers them unless the role's alias is embedded: the CPU model cannot
-        call tools, and the tool instructions would only lengthen its prompts.
+        ``None`` (auto) follows the alias's ``tool_calls`` setting: a small model cannot call
+        tools, and the tool instructions would only lengthen its prompts.
         """
         if self.offer_tools is not None:
             return self.offer_tools
-        return self.config.models[self.config.roles[role].model].backend != "embedded"
+        return self.config.models[self.config.roles[role].model].tool_calls
 
     def tool_context(self, role: str) -> ToolContext:
         """The context a tool is called with on behalf of a role."""

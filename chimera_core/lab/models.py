@@ -10,14 +10,25 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from chimera_core.config.models import ChimeraConfig, ModelEndpointConfig
 from chimera_core.errors import ChimeraError
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an alias's calls go: an OpenAI-compatible base URL, the model name there, a key."""
+
+    base_url: str
+    model: str
+    api_key: str
 
 
 @runtime_checkable
@@ -52,50 +63,51 @@ def shared_http_clients() -> tuple[httpx.Client, httpx.AsyncClient]:
 
 
 def endpoint_chat_model(
-    endpoint: ModelEndpointConfig, base_url: str, temperature: float | None = None
+    config: ModelEndpointConfig, endpoint: Endpoint, temperature: float | None = None
 ) -> BaseChatModel:
-    """An OpenAI-compatible chat model for one endpoint, with its sampling and retry settings."""
-    sampling = endpoint.sampling
+    """An OpenAI-compatible chat model for one alias, with its sampling and retry settings."""
+    sampling = config.sampling
     http_client, http_async_client = shared_http_clients()
     return ChatOpenAI(
-        base_url=base_url,
-        model=endpoint.served_model,
-        api_key=endpoint.api_key,
+        base_url=endpoint.base_url,
+        model=endpoint.model,
+        api_key=SecretStr(endpoint.api_key),
         temperature=sampling.temperature if temperature is None else temperature,
         top_p=sampling.top_p,
         max_tokens=sampling.max_tokens,
-        timeout=endpoint.timeout_s,
-        max_retries=endpoint.max_retries,
+        timeout=config.timeout_s,
+        max_retries=config.max_retries,
         http_client=http_client,
         http_async_client=http_async_client,
     )
 
 
 class ConfigModelProvider:
-    """Models from ``config.models``; embedded aliases get their URL from ``base_urls``."""
+    """Models from ``config.models``, each called at its alias's endpoint."""
 
     def __init__(
         self,
         config: ChimeraConfig,
-        base_urls: Mapping[str, str] | None = None,
+        endpoints: Mapping[str, Endpoint] | None = None,
         overrides: Mapping[str, BaseChatModel] | None = None,
     ) -> None:
         self.config = config
-        self.base_urls = dict(base_urls or {})
+        self.endpoints = dict(endpoints or {})
         self.overrides = dict(overrides or {})
         # Shared with derived providers, so a swap rebuilds nothing for the other roles.
         self._cache: dict[tuple[str, float | None], BaseChatModel] = {}
         self._lock = threading.Lock()
 
-    def base_url(self, alias: str) -> str:
-        """Where an alias is served: its configured URL, else the running embedded server's."""
-        endpoint = self.config.models[alias]
-        if url := self.base_urls.get(alias) or endpoint.base_url:
-            return url
+    def endpoint(self, alias: str) -> Endpoint:
+        """Where an alias is served: the given endpoint, else its configured ``openai`` URL."""
+        if alias in self.endpoints:
+            return self.endpoints[alias]
+        model = self.config.models[alias]
+        if model.base_url:
+            return Endpoint(model.base_url, model.served_model, model.api_key.get_secret_value())
         raise ChimeraError(
-            f"model alias {alias!r} is served by the embedded server, but no server URL is known "
-            "for it: start it (chimera serve) and pass its base_url, or run through `chimera "
-            "run-task`, which starts it"
+            f"model alias {alias!r} is served by Chimera's vLLM server, but no endpoint is known "
+            "for it: run it through `chimera run-task` or a stage, which start the server"
         )
 
     def for_role(self, role: str) -> BaseChatModel:
@@ -111,15 +123,16 @@ class ConfigModelProvider:
         key = (role_cfg.model, role_cfg.temperature)
         with self._lock:
             if key not in self._cache:
-                endpoint = self.config.models[role_cfg.model]
                 self._cache[key] = endpoint_chat_model(
-                    endpoint, self.base_url(role_cfg.model), role_cfg.temperature
+                    self.config.models[role_cfg.model],
+                    self.endpoint(role_cfg.model),
+                    role_cfg.temperature,
                 )
             return self._cache[key]
 
     def with_overrides(self, models: Mapping[str, BaseChatModel]) -> ConfigModelProvider:
         """A provider that uses the given models for those roles and this one's for the rest."""
-        derived = ConfigModelProvider(self.config, self.base_urls, {**self.overrides, **models})
+        derived = ConfigModelProvider(self.config, self.endpoints, {**self.overrides, **models})
         derived._cache, derived._lock = self._cache, self._lock
         return derived
 

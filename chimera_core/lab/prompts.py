@@ -1,7 +1,10 @@
 """Role prompts, built from the task's own question and context (no disease is hard-wired).
 
-A role's system prompt can be replaced with ``roles[name].prompt``; the task block and the JSON
-format instructions are always added to the user message, so an override cannot break parsing.
+Every chat starts with the same system message for all roles of a task (a lab preamble and the
+task block, see ``shared_task_message``) so a server's prefix cache reuses it; the role's system
+prompt (replaceable with ``roles[name].prompt``), a worked example and the role's own request
+follow. The JSON format instructions are always in the request, so an override cannot break
+parsing.
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ SPECIALTIES = {
     "Pharmacologist": "drugs and other interventions, dosing, and clinical trials",
     "Neurologist": "clinical presentation, the nervous system, and patient outcomes",
 }
+
+# Role-neutral on purpose: with the task block it forms the first message of every chat.
+LAB_PREAMBLE = (
+    "This conversation is part of the work of a biomedical research lab on one research "
+    "question. Junior researchers propose hypotheses, a supervisor selects one, senior "
+    "scientists refine it and design a protocol, a review board reviews the protocol, and the "
+    "principal investigator decides. The research question and its study context follow; your "
+    "role, your instructions and the answer format come after them."
+)
+DEMO_INTRO = "A worked example on a different research question, to show the answer format:"
+REAL_TASK_INTRO = (
+    "Now the real task: work on the research question given at the start of this chat, with "
+    "its study context (not the example's)."
+)
 
 SYSTEM_PROMPTS = {
     "junior": (
@@ -199,7 +216,15 @@ def repair_instructions(error: str, schema: type[BaseModel]) -> str:
 def demonstration(role: str, tier: str, schema: type[BaseModel]) -> tuple[str, str]:
     """The worked example: the user message of the demo question and the answer to it."""
     evidence = DEMO_EVIDENCE if schema is JuniorResearch else ""
-    return user_prompt(schema, DEMO_STATE, evidence), json.dumps(example_for(role, tier))
+    # The demo carries its own question and context: the chat's first message holds the real one.
+    ask = "\n\n".join(
+        [
+            DEMO_INTRO,
+            task_block(DEMO_STATE["research_goal"], DEMO_STATE["context"]),
+            *_request(schema, DEMO_STATE, evidence),
+        ]
+    )
+    return ask, json.dumps(example_for(role, tier))
 
 
 # Citations are checked against the evidence instead (see roles.grounded_citations).
@@ -223,7 +248,7 @@ def copied_example(value: BaseModel, role: str, tier: str) -> str | None:
     if copied:
         return (
             f"{', '.join(copied)} repeated the example's answer; "
-            "answer about this research question"
+            "answer the research question given at the start of this chat"
         )
     return None
 
@@ -236,6 +261,14 @@ def clip(text: str, limit: int) -> str:
 def task_block(goal: str, context: str) -> str:
     """The research question and the (length-capped) study context."""
     return f"Research question: {goal}\n\nStudy context:\n{clip(context, MAX_CONTEXT_CHARS)}"
+
+
+def shared_task_message(goal: str, context: str) -> str:
+    """Every chat's first (system) message on a task, the same for all roles and the judge.
+
+    It depends on nothing but the task, so a prefix cache reuses it across roles and calls.
+    """
+    return f"{LAB_PREAMBLE}\n\n{task_block(goal, context)}"
 
 
 def _section(title: str, body: str, limit: int = MAX_QUOTED_CHARS) -> str:
@@ -272,8 +305,21 @@ def user_prompt(
     evidence: str = "",
     revising: bool = False,
 ) -> str:
-    """The user message for a role: task, the inputs its job needs, evidence, answer format."""
-    parts = [task_block(state.get("research_goal", ""), state.get("context", ""))]
+    """A role's request on the task of the chat's first message: inputs, evidence, answer format."""
+    # Only the question is restated (the context is not): it points a small model back to the
+    # task, past the demonstration's question.
+    goal = f"{REAL_TASK_INTRO}\nResearch question: {state.get('research_goal', '')}"
+    return "\n\n".join([goal, *_request(schema, state, evidence, revising)])
+
+
+def _request(
+    schema: type[BaseModel],
+    state: Mapping[str, Any],
+    evidence: str = "",
+    revising: bool = False,
+) -> list[str]:
+    """The inputs a role's job needs, its evidence and the answer format (non-empty parts)."""
+    parts: list[str] = []
     selected = state.get("selected_hypothesis") or {}
     refined = (state.get("refined_hypothesis") or {}).get("refined_hypothesis", "")
     protocol = state.get("experimental_protocol")
@@ -302,4 +348,4 @@ def user_prompt(
         parts.append(_section("Reviews", reviews_text(state), 2 * MAX_QUOTED_CHARS))
     parts.append(_section("Evidence retrieved for you", evidence, len(evidence)))
     parts.append(format_instructions(schema))
-    return "\n\n".join(p for p in parts if p)
+    return [p for p in parts if p]

@@ -90,7 +90,7 @@ def run_task(
 
     ``json_mode`` asks the endpoint for OpenAI JSON mode on every structured answer (not on
     calls that offer tools); turn it off for an endpoint without ``response_format`` support.
-    ``offer_tools`` lets models call their tools (None: all but embedded models; see
+    ``offer_tools`` lets models call their tools (None: per the alias's ``tool_calls``; see
     ``LabContext.offers_tools``); the evidence step runs either way.
     """
     check_tools(config, tools)

@@ -23,7 +23,7 @@ from chimera_core.data.rollouts import RoleUsage, RolloutRecord, SupervisorLog
 from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import ChimeraError
 from chimera_core.lab.graph import LabGraph, build_graph
-from chimera_core.lab.models import ConfigModelProvider, shared_http_clients
+from chimera_core.lab.models import ConfigModelProvider, Endpoint, shared_http_clients
 from chimera_core.lab.run import run_task
 from chimera_core.lab.supervisor_policy import EpsilonExplore, LLMPolicy, SupervisorPolicy
 from chimera_core.logs import get_logger
@@ -45,9 +45,6 @@ class RolloutInput(BaseModel):
     model_set: dict[str, str] = Field(default_factory=dict)
     bandit_dir: str | None = Field(None, description="Local dir of the bandit policy to use.")
     bandit_version: str | None = None
-    base_urls: dict[str, str] = Field(
-        default_factory=dict, description="Endpoints of aliases not routed through resources."
-    )
 
 
 TRAINED_RESOURCE = "main_llm"  # the one resource Agent Lightning's VERL publishes
@@ -99,7 +96,7 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
             return EpsilonExplore(base, self.config.stages.gather.explore_epsilon)
         return base
 
-    def _judge_chat(self, base_urls: dict[str, str]) -> Any:
+    def _judge_chat(self, provider: ConfigModelProvider) -> Any:
         from openai import OpenAI
 
         def chat(
@@ -109,15 +106,16 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
             json_schema: dict[str, Any] | None = None,
         ) -> str:
             endpoint = self.config.models[alias]
+            target = provider.endpoint(alias)
             client = OpenAI(
-                base_url=base_urls.get(alias) or endpoint.base_url,
-                api_key=endpoint.api_key.get_secret_value(),
+                base_url=target.base_url,
+                api_key=target.api_key,
                 timeout=endpoint.timeout_s,
                 max_retries=endpoint.max_retries,
                 http_client=shared_http_clients()[0],
             )
             reply = client.chat.completions.create(
-                model=endpoint.served_model,
+                model=target.model,
                 messages=messages,  # type: ignore[arg-type]
                 temperature=endpoint.sampling.temperature,
                 max_tokens=endpoint.sampling.max_tokens,
@@ -132,15 +130,16 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
         spec = RolloutInput.model_validate(task)
         log = get_logger("rollout", run_id=spec.run_id, stage=spec.stage)
         attempt_id = rollout.attempt.attempt_id
-        base_urls = dict(spec.base_urls)
+        endpoints: dict[str, Endpoint] = {}
         trainable = {r.model for r in self.config.roles.values() if r.trainable}
-        for alias in self.config.models:
+        for alias, model in self.config.models.items():
             resource = resources.get(alias)
             if resource is None and alias in trainable:
                 resource = resources.get(TRAINED_RESOURCE)
-            if resource is not None:
-                base_urls[alias] = resource.get_base_url(rollout.rollout_id, attempt_id)
-        provider = ConfigModelProvider(self.config, base_urls)
+            if resource is not None:  # the proxy's route for this rollout, by served name
+                url = resource.get_base_url(rollout.rollout_id, attempt_id)
+                endpoints[alias] = Endpoint(url, resource.model, model.api_key.get_secret_value())
+        provider = ConfigModelProvider(self.config, endpoints)
         handler = self.get_tracer().get_langchain_handler()
         start = time.perf_counter()
         state: dict[str, Any] = {}
@@ -179,7 +178,7 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
                         task=spec.task,
                         state=state,
                         config=self.config,
-                        chat=self._judge_chat(base_urls),
+                        chat=self._judge_chat(provider),
                     ),
                 )
                 record.reward = reward.value
@@ -231,7 +230,7 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
 
 
 def _response_format(json_schema: dict[str, Any] | None) -> dict[str, Any]:
-    """OpenAI structured output: vLLM and the embedded server enforce a flat schema's keys."""
+    """OpenAI structured output, enforced by vLLM's structured outputs."""
     if json_schema is None:
         return {}
     return {

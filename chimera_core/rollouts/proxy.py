@@ -1,4 +1,4 @@
-"""The LLM proxy's routes: one per served model name, to the embedded server or vLLM."""
+"""The LLM proxy's routes: each alias's served name to the model that answers it."""
 
 from __future__ import annotations
 
@@ -6,22 +6,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from chimera_core.config.models import ChimeraConfig
+from chimera_core.lab.models import Endpoint
 
 
-def proxy_model_list(config: ChimeraConfig, base_urls: Mapping[str, str]) -> list[dict[str, Any]]:
-    """LiteLLM model list: each alias's served name routed as ``hosted_vllm/`` (token ids kept)."""
-    routes: dict[str, dict[str, Any]] = {}
-    for alias, endpoint in config.models.items():
-        url = base_urls.get(alias) or endpoint.base_url
-        if url is None or endpoint.served_model in routes:
-            continue
-        routes[endpoint.served_model] = {
-            "model_name": endpoint.served_model,
+def proxy_model_list(
+    config: ChimeraConfig, endpoints: Mapping[str, Endpoint]
+) -> list[dict[str, Any]]:
+    """LiteLLM model list: served name -> ``hosted_vllm/<model there>`` (token ids kept).
+
+    The model there is the base model's name or the alias's adapter name, so the proxy is
+    where a role is routed to its adapter.
+    """
+    return [
+        {
+            "model_name": model.served_model,
             "litellm_params": {
-                "model": f"hosted_vllm/{endpoint.served_model}",
-                "api_base": url,
-                "api_key": endpoint.api_key.get_secret_value(),
-                "timeout": endpoint.timeout_s,
+                "model": f"hosted_vllm/{endpoints[alias].model}",
+                "api_base": endpoints[alias].base_url,
+                "api_key": endpoints[alias].api_key,
+                "timeout": model.timeout_s,
             },
         }
-    return list(routes.values())
+        for alias, model in config.models.items()
+    ]

@@ -19,6 +19,7 @@ from chimera_core.config.models import ChimeraConfig
 from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import ArtifactNotFound
+from chimera_core.lab.models import Endpoint
 from chimera_core.logs import get_logger
 from chimera_core.plugins import get_registry
 from chimera_core.rollouts.agl_env import prepare_agl_environment
@@ -87,7 +88,7 @@ def run_rollouts(
     run_id: str,
     stage: str,
     prefix: str,
-    base_urls: Mapping[str, str],
+    endpoints: Mapping[str, Endpoint],
     explore: bool,
     tracker: Tracker,
     model_set: Mapping[str, str] | None = None,
@@ -128,7 +129,7 @@ def run_rollouts(
             args=(
                 config,
                 inputs,
-                dict(base_urls),
+                dict(endpoints),
                 n_runners or config.stages.gather.n_runners,
                 (tracker.run_id, tracker.stage, tracker.jsonl_path),
             ),
@@ -148,7 +149,7 @@ def run_rollouts(
 def _session(
     config: ChimeraConfig,
     inputs: list[dict[str, Any]],
-    base_urls: dict[str, str],
+    endpoints: dict[str, Endpoint],
     n_runners: int,
     tracking: tuple[str, str, Path | None],
 ) -> None:
@@ -162,14 +163,14 @@ def _session(
     store = open_store(config.artifacts)
     run_id, stage, jsonl_path = tracking
     with Tracker(config.tracking, run_id, f"{stage}-rollouts", jsonl_path) as tracker:
-        _run_with_agl(config, inputs, store, base_urls, tracker, n_runners)
+        _run_with_agl(config, inputs, store, endpoints, tracker, n_runners)
 
 
 def _run_with_agl(
     config: ChimeraConfig,
     inputs: list[dict[str, Any]],
     store: ArtifactStore,
-    base_urls: Mapping[str, str],
+    endpoints: Mapping[str, Endpoint],
     tracker: Tracker,
     n_runners: int,
 ) -> None:
@@ -193,7 +194,7 @@ def _run_with_agl(
             # LiteLLM takes ~10 s to start on 2 idle cores, far longer on a loaded machine.
             startup_timeout=300.0,
         ),
-        model_list=proxy_model_list(config, base_urls),
+        model_list=proxy_model_list(config, endpoints),
         store=agl_store,
     )
     served = {alias: ep.served_model for alias, ep in config.models.items()}

@@ -24,6 +24,8 @@ from chimera_core.errors import ChimeraError
 from chimera_core.logs import ContextLogger, get_logger
 from chimera_core.memory import PeakRSS
 from chimera_core.plugins import PluginRegistry, get_registry
+from chimera_core.registry import ModelRegistry
+from chimera_core.rollouts.serving import ModelServing
 
 
 class StageResult(BaseModel):
@@ -49,10 +51,22 @@ class StageContext:
     store: ArtifactStore
     registry: PluginRegistry
     params: dict[str, Any] = field(default_factory=dict)
+    serving: ModelServing | None = None
     log: ContextLogger = field(init=False)
 
     def __post_init__(self) -> None:
         self.log = get_logger("stage", run_id=self.run_id, stage=self.stage)
+
+    @property
+    def models(self) -> ModelRegistry:
+        """The model registry on this run's artifact store (fetched versions cached locally)."""
+        return ModelRegistry(self.store, self.config.serving.models_dir / "registry")
+
+    def model_serving(self) -> ModelServing:
+        """The vLLM server of this process (shared by a pipeline's stages); started on need."""
+        if self.serving is None:
+            self.serving = ModelServing(self.config, self.models, run_id=self.run_id)
+        return self.serving
 
     def key(self, *parts: str) -> str:
         """A key under this stage's run directory."""
@@ -94,11 +108,16 @@ def execute_stage(
     params: dict[str, Any] | None = None,
     force: bool = False,
     store: ArtifactStore | None = None,
+    serving: ModelServing | None = None,
 ) -> StageResult:
-    """Run one stage for a run id, or return its stored result when it already finished."""
+    """Run one stage for a run id, or return its stored result when it already finished.
+
+    ``serving`` is a model server kept across stages (a pipeline's); without it the stage
+    starts its own when it needs one and stops it when it ends.
+    """
     store = store or open_store(config.artifacts)
     registry = get_registry()
-    ctx = StageContext(config, run_id, name, store, registry, params or {})
+    ctx = StageContext(config, run_id, name, store, registry, params or {}, serving)
     result_key = ctx.key(RESULT)
     if not force and store.exists(result_key):
         ctx.log.info("already finished; reusing %s", store.uri(result_key))
@@ -106,8 +125,12 @@ def execute_stage(
         return done.model_copy(update={"resumed": True})
     ctx.log.info("starting")
     start = time.perf_counter()
-    with PeakRSS() as memory:
-        result = fn(ctx)
+    try:
+        with PeakRSS() as memory:
+            result = fn(ctx)
+    finally:
+        if serving is None and ctx.serving is not None:
+            ctx.serving.close()
     result = result.model_copy(
         update={
             "seconds": round(time.perf_counter() - start, 3),

@@ -18,11 +18,10 @@ from chimera_core.errors import ChimeraError
 from chimera_core.evaluation.metrics import EvalMetrics, compute_metrics, paired_bootstrap
 from chimera_core.evaluation.report import write_report
 from chimera_core.registry import ModelRegistry
-from chimera_core.rollouts.runner import load_records, run_rollouts
-from chimera_core.rollouts.serving import POLICY_ALIAS, bandit_policy_dir, serve_model_set
+from chimera_core.rollouts.runner import load_records
+from chimera_core.rollouts.serving import POLICY_ALIAS, bandit_policy_dir
 from chimera_core.stages.base import StageContext, StageResult
-from chimera_core.stages.gather import split_tasks
-from chimera_core.stages.training_inputs import model_registry
+from chimera_core.stages.gather import served_rollouts, split_tasks
 from chimera_core.tracking import Tracker
 
 COMPARED = ("mean_reward", "exact_accuracy", "decision_alignment", "success_rate")
@@ -63,31 +62,24 @@ def _evaluate_set(
     metrics_path = (
         ctx.config.tracking.wandb_dir.parent / "metrics" / ctx.run_id / f"evaluate-{label}.jsonl"
     )
-    with (
-        Tracker(ctx.config.tracking, ctx.run_id, f"{ctx.stage}-{label}", metrics_path) as tracker,
-        serve_model_set(ctx.config, models, registry) as base_urls,
-    ):
-        return run_rollouts(
-            ctx.config,
+    with Tracker(ctx.config.tracking, ctx.run_id, f"{ctx.stage}-{label}", metrics_path) as t:
+        records, _ = served_rollouts(
+            ctx,
             tasks,
-            store=ctx.store,
-            run_id=ctx.run_id,
-            stage=ctx.stage,
+            models,
             prefix=ctx.key(label),
-            base_urls=base_urls,
+            tracker=t,
             explore=False,
-            tracker=tracker,
-            model_set=model_set,
-            bandit_dir=policy_dir,
-            bandit_version=policy_version,
+            policy=(policy_dir, policy_version),
         )
+    return records
 
 
 def run(ctx: StageContext) -> StageResult:
     """Evaluate baseline and challenger, compare them pairwise, publish the report."""
     cfg = ctx.config.stages.evaluate
     tasks = split_tasks(ctx, cfg.split, cfg.n_tasks)
-    registry = model_registry(ctx)
+    registry = ctx.models
     aliases = [*ctx.config.models, POLICY_ALIAS]
     champion = registry.model_set("champion", aliases)
     challenger = challenger_set(ctx, registry, champion)

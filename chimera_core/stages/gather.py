@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from chimera_core.artifacts import join_key
 from chimera_core.data.dataset import current_version, load_task_dataset
+from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import ChimeraError
 from chimera_core.evaluation.metrics import compute_metrics
 from chimera_core.rollouts.runner import run_rollouts
-from chimera_core.rollouts.serving import bandit_policy_dir, serve_model_set
+from chimera_core.rollouts.serving import ModelServing, bandit_policy_dir
 from chimera_core.stages.base import RESULT, StageContext, StageResult
-from chimera_core.stages.training_inputs import adapt_rollouts, model_registry
+from chimera_core.stages.training_inputs import adapt_rollouts
 from chimera_core.tracking import Tracker
 
 
@@ -41,32 +44,90 @@ def split_tasks(ctx: StageContext, split: str, n: int) -> list[ResearchTask]:
     return chosen
 
 
-def run(ctx: StageContext) -> StageResult:
-    """Run the lab with the champion models over the training tasks, exploring as it goes."""
-    cfg = ctx.config.stages.gather
-    tasks = split_tasks(ctx, cfg.split, cfg.n_tasks)
-    registry = model_registry(ctx)
-    model_set = registry.model_set("champion", ctx.config.models)
-    policy_dir, policy_version = bandit_policy_dir(registry, "champion")
-    prefix = ctx.key("rollouts")
-    metrics_path = ctx.config.tracking.wandb_dir.parent / "metrics" / ctx.run_id / "gather.jsonl"
-    with (
-        Tracker(ctx.config.tracking, ctx.run_id, ctx.stage, metrics_path) as tracker,
-        serve_model_set(ctx.config, model_set, registry) as base_urls,
-    ):
-        records = run_rollouts(
+def served_rollouts(
+    ctx: StageContext,
+    tasks: list[ResearchTask],
+    model_set: dict[str, str],
+    *,
+    prefix: str,
+    tracker: Tracker,
+    explore: bool,
+    policy: tuple[str | None, str | None] = (None, None),
+) -> tuple[list[RolloutRecord], float | None]:
+    """Run tasks on the model set's endpoints; return the records and the prefix-cache hit rate.
+
+    A model server that died and was restarted fails the rollouts in flight; they run once more
+    on the restarted server. A server gone for good is reported as such (exit code 1).
+    """
+    serving = ctx.model_serving()
+    endpoints = serving.endpoints(model_set)
+    server = serving.server
+    restarts = server.restarts if server else 0
+    cache_before = _prefix_cache(serving)
+
+    def run_once() -> list[RolloutRecord]:
+        return run_rollouts(
             ctx.config,
             tasks,
             store=ctx.store,
             run_id=ctx.run_id,
             stage=ctx.stage,
             prefix=prefix,
-            base_urls=base_urls,
-            explore=True,
+            endpoints=endpoints,
+            explore=explore,
             tracker=tracker,
             model_set=model_set,
-            bandit_dir=policy_dir,
-            bandit_version=policy_version,
+            bandit_dir=policy[0],
+            bandit_version=policy[1],
+        )
+
+    records = run_once()
+    failed = len(tasks) - sum(r.status == "succeeded" for r in records)
+    if server is not None:
+        server.check()
+        if server.restarts > restarts and failed:
+            ctx.log.warning(
+                "the model server was restarted during the stage; running the %d failed "
+                "rollout(s) again",
+                failed,
+            )
+            records = run_once()
+            server.check()
+    cache_after = _prefix_cache(serving)
+    hit_rate = None
+    if cache_before and cache_after and cache_after[0] > cache_before[0]:
+        hit_rate = (cache_after[1] - cache_before[1]) / (cache_after[0] - cache_before[0])
+        ctx.log.info("prefix cache: %.1f%% of prompt tokens were cached", 100 * hit_rate)
+    return records, hit_rate
+
+
+def _prefix_cache(serving: ModelServing) -> tuple[float, float] | None:
+    """The server's (queried, hit) prefix-cache token counters, None if unavailable."""
+    if serving.server is None:
+        return None
+    try:
+        return serving.server.prefix_cache()
+    except httpx.HTTPError:
+        return None
+
+
+def run(ctx: StageContext) -> StageResult:
+    """Run the lab with the champion models over the training tasks, exploring as it goes."""
+    cfg = ctx.config.stages.gather
+    tasks = split_tasks(ctx, cfg.split, cfg.n_tasks)
+    registry = ctx.models
+    model_set = registry.model_set("champion", ctx.config.models)
+    prefix = ctx.key("rollouts")
+    metrics_path = ctx.config.tracking.wandb_dir.parent / "metrics" / ctx.run_id / "gather.jsonl"
+    with Tracker(ctx.config.tracking, ctx.run_id, ctx.stage, metrics_path) as tracker:
+        records, hit_rate = served_rollouts(
+            ctx,
+            tasks,
+            model_set,
+            prefix=prefix,
+            tracker=tracker,
+            explore=True,
+            policy=bandit_policy_dir(registry, "champion"),
         )
         summary = compute_metrics(records)
         tracker.summary({"gather/mean_reward": summary.mean_reward})
@@ -82,6 +143,7 @@ def run(ctx: StageContext) -> StageResult:
             "mean_turns",
         }
     )
+    metrics["prefix_cache_hit_rate"] = None if hit_rate is None else round(hit_rate, 4)
     # What the trainers will get, so a gather that yields nothing for a tier is seen at once.
     metrics["adapter"] = adapt_rollouts(ctx, prefix).counts()
     ctx.log.info("adapter output: %s", metrics["adapter"])

@@ -8,7 +8,6 @@ registered as candidates, and the result says why.
 from __future__ import annotations
 
 from chimera_core.stages.base import StageContext, StageResult
-from chimera_core.stages.training_inputs import model_registry
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -31,7 +30,7 @@ def run(ctx: StageContext) -> StageResult:
         if version != sets[evaluation["baseline"]].get(alias)
     }
     if delta > cfg.promote_margin and low > 0:
-        registry = model_registry(ctx)
+        registry = ctx.models
         reason = (
             f"{cfg.primary_metric} improved by {delta:+.3f} "
             f"(95% CI [{low:+.3f}, {comparison['ci_high']:+.3f}], margin {cfg.promote_margin})"

@@ -1,4 +1,4 @@
-"""What the training stages share: the gathered rollouts as training data, and base checkpoints."""
+"""What the training stages share: the gathered rollouts as training data, base and parent dirs."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pydantic import BaseModel
 
 from chimera_core.data.training_data import TrainingData
 from chimera_core.errors import ChimeraError
-from chimera_core.registry import BASE, ModelRegistry
+from chimera_core.registry import BASE
 from chimera_core.rollouts.runner import load_records, load_spans
 from chimera_core.stages.base import StageContext, StageResult
-from chimera_core.training.checkpoint import TrainedModel
+from chimera_core.training.checkpoint import TrainedModel, is_adapter_dir
 
 ADAPTER = "hierarchical"
 
@@ -47,11 +47,6 @@ def data_sha256(items: list[object]) -> str:
     return digest.hexdigest()
 
 
-def model_registry(ctx: StageContext) -> ModelRegistry:
-    """The registry on this run's artifact store, caching fetched versions under models_dir."""
-    return ModelRegistry(ctx.store, ctx.config.serving.models_dir / "registry")
-
-
 def trained_alias(ctx: StageContext, tier: str, trainable_only: bool = False) -> str:
     """The single model alias the roles of a tier use (what a trained version replaces)."""
     aliases = {
@@ -66,34 +61,43 @@ def trained_alias(ctx: StageContext, tier: str, trainable_only: bool = False) ->
     return aliases.pop()
 
 
-def checkpoint_dir(ctx: StageContext, alias: str, version: str) -> Path:
-    """A local HF directory for an alias's version (the prepared base, or a fetched version)."""
-    if version == BASE:
-        from chimera_core.serving.model_store import resolve_checkpoint
+def checkpoint_dirs(ctx: StageContext, alias: str, version: str) -> tuple[Path, Path | None]:
+    """The alias's base HF directory and the version's adapter directory (None for ``base``).
 
-        return resolve_checkpoint(ctx.config.models[alias].checkpoint, ctx.config)
-    return model_registry(ctx).fetch(alias, version)
+    Every version of an alias is one adapter over the same base: the alias's configured
+    checkpoint (``models.<alias>.checkpoint``), prepared locally.
+    """
+    from chimera_core.serving.model_store import resolve_checkpoint
+
+    adapter = None if version == BASE else ctx.models.fetch_adapter(alias, version)
+    return resolve_checkpoint(ctx.config.models[alias].checkpoint, ctx.config), adapter
 
 
 def train_and_register(
     ctx: StageContext,
     alias: str,
-    train: Callable[[Path, Path], TrainedModel],
+    train: Callable[[Path, Path | None, Path], TrainedModel],
     *,
     examples: Sequence[object],
     stage_config: BaseModel,
     metrics: dict[str, Any],
     reported: set[str],
 ) -> StageResult:
-    """Train the alias's champion with ``train(base_dir, output_dir)``, register the new version.
+    """Train the alias's champion, register the resulting adapter as the new version.
 
-    The stage result names the version; ``reported`` fields of the trainer's result join
-    ``metrics``.
+    ``train(base_dir, parent_adapter_dir, output_dir)`` continues the champion's adapter (None
+    when the champion is ``base``) and saves one adapter in ``output_dir``. The stage result
+    names the version; ``reported`` fields of the trainer's result join ``metrics``.
     """
-    registry = model_registry(ctx)
+    registry = ctx.models
     parent = registry.champion(alias)
+    base_dir, parent_adapter = checkpoint_dirs(ctx, alias, parent)
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(checkpoint_dir(ctx, alias, parent), Path(tmp) / "model")
+        result = train(base_dir, parent_adapter, Path(tmp) / "model")
+        if not is_adapter_dir(Path(result.output_dir)):
+            raise ChimeraError(
+                f"the {ctx.stage} trainer saved no LoRA adapter in {result.output_dir}"
+            )
         version = registry.register(
             alias,
             Path(result.output_dir),
@@ -104,6 +108,8 @@ def train_and_register(
             config=stage_config.model_dump(mode="json"),
             metrics=result.model_dump(exclude={"output_dir"}),
         )
+    if ctx.serving is not None:  # a pipeline's server: serve the new adapter without a restart
+        ctx.serving.offer(alias, version.version)
     return StageResult(
         stage=ctx.stage,
         run_id=ctx.run_id,

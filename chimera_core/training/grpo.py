@@ -2,8 +2,8 @@
 
 Prompts are the senior roles' real prompts harvested from gathered traces; each step samples
 ``num_generations`` completions per prompt, scores them with a reward function built from the
-reward plugins, and updates the LoRA with group-relative advantages. The adapter is merged
-and saved as a plain HF directory.
+reward plugins, and updates the LoRA with group-relative advantages. The result is a PEFT
+adapter directory over the base (what vLLM serves as a LoRA module); a parent adapter is continued.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from typing import Any, cast
 
 from chimera_core.config.models import PPOConfig
 from chimera_core.errors import ChimeraError
-from chimera_core.training.checkpoint import TrainedModel, save_merged
+from chimera_core.training.checkpoint import (
+    LoraSpec,
+    TrainedModel,
+    load_for_training,
+    save_adapter,
+)
 from chimera_core.training.progress import RichProgressCallback, quiet_trainer
 
 RewardFn = Callable[..., list[float]]
@@ -41,19 +46,25 @@ def train_grpo(
     cfg: PPOConfig,
     output_dir: Path,
     *,
+    parent_adapter: Path | None = None,
     seed: int = 0,
 ) -> GRPOResult:
-    """Train a LoRA with GRPO on ``examples`` (each has ``prompt`` messages plus columns)."""
+    """Train a LoRA with GRPO on ``examples`` (each has ``prompt`` messages plus columns).
+
+    With ``parent_adapter`` that adapter is trained further, at its own rank (a different
+    ``cfg.lora_r`` is logged, not applied); otherwise a fresh rank-``cfg.lora_r`` adapter.
+    """
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
     if not examples:
         raise ChimeraError("GRPO got no senior prompts (gather produced no senior turns?)")
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    # The trainer gets a PeftModel (no peft_config): TRL trains it as is, which is the only way
+    # to continue a parent adapter, and for a fresh one it is what peft_config would build.
+    model, tokenizer = load_for_training(
+        base_dir, parent_adapter, LoraSpec(cfg.lora_r, 2 * cfg.lora_r)
+    )
     n_gen = max(2, cfg.rollout_n)
     args = GRPOConfig(
         output_dir=str(output_dir.parent / f".{output_dir.name}.trainer"),
@@ -73,26 +84,19 @@ def train_grpo(
         use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=False,
     )
-    lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=2 * cfg.lora_r,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-        task_type="CAUSAL_LM",
-    )
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=cast(Any, reward_fn),
         args=args,
         train_dataset=Dataset.from_list(list(examples)),
         processing_class=tokenizer,
-        peft_config=lora,
     )
     progress = RichProgressCallback("grpo (trl, cpu)")
     quiet_trainer(trainer, progress)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    save_merged(trainer.model, tokenizer, output_dir)
+    save_adapter(trainer.model, output_dir)
     steps = int(trainer.state.global_step)
     result = GRPOResult(
         output_dir=str(output_dir),

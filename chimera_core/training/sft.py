@@ -1,8 +1,8 @@
 """Supervised fine-tuning with LoRA on conversations: TRL on CPU, unsloth when CUDA allows.
 
 Conversations become prompt/completion pairs (one per assistant turn, the prompt being every
-message before it), so the loss covers the assistant's tokens only. The adapter is merged into
-the base weights and saved as a plain HF directory that the server can load.
+message before it), so the loss covers the assistant's tokens only. The result is a PEFT adapter
+directory over the base (what vLLM serves as a LoRA module); a parent adapter is continued.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from typing import Any, Literal
 
 from chimera_core.config.models import SFTConfig
 from chimera_core.errors import ChimeraError
-from chimera_core.training.checkpoint import TrainedModel, save_merged
+from chimera_core.training.checkpoint import (
+    LoraSpec,
+    TrainedModel,
+    continue_adapter,
+    load_for_training,
+    save_adapter,
+)
 from chimera_core.training.progress import RichProgressCallback, quiet_trainer
 
 Message = dict[str, str]
@@ -65,33 +71,22 @@ def choose_backend(cfg: SFTConfig) -> Literal["trl", "unsloth"]:
     return "unsloth" if has else "trl"
 
 
-def _load_unsloth(base_dir: Path, cfg: SFTConfig) -> tuple[Any, Any]:
+def _load_unsloth(
+    base_dir: Path, parent_adapter: Path | None, cfg: SFTConfig, lora: LoraSpec
+) -> tuple[Any, Any]:
     from unsloth import FastLanguageModel  # GPU path only
 
     model, tokenizer = FastLanguageModel.from_pretrained(
         str(base_dir), max_seq_length=cfg.max_seq_length, load_in_4bit=True
     )
-    model = FastLanguageModel.get_peft_model(
-        model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=cfg.target_modules
-    )
+    if parent_adapter is None:
+        model = FastLanguageModel.get_peft_model(
+            model, r=lora.r, lora_alpha=lora.alpha, target_modules=list(lora.target_modules)
+        )
+    else:
+        # unsloth's own reload path: a trainable PeftModel, then its kernels patched in.
+        model = FastLanguageModel.patch_peft_model(continue_adapter(model, parent_adapter, lora))
     return model, tokenizer
-
-
-def _load_trl(base_dir: Path, cfg: SFTConfig) -> tuple[Any, Any]:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        target_modules=cfg.target_modules,
-        lora_dropout=0.0,
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, lora), tokenizer
 
 
 def train_sft(
@@ -100,11 +95,14 @@ def train_sft(
     cfg: SFTConfig,
     output_dir: Path,
     *,
+    parent_adapter: Path | None = None,
     seed: int = 0,
     callbacks: Sequence[Any] = (),
 ) -> SFTResult:
-    """Train a LoRA on the assistant turns, merge it, save an HF dir; return what happened.
+    """Train a LoRA on the assistant turns and save it as an adapter dir; return what happened.
 
+    With ``parent_adapter`` that adapter is trained further, at its own rank (a different
+    ``cfg.lora_r`` is logged, not applied); otherwise a fresh rank-``cfg.lora_r`` adapter.
     ``callbacks`` are extra ``transformers.TrainerCallback`` objects (e.g. a step timer).
     """
     from datasets import Dataset
@@ -115,7 +113,11 @@ def train_sft(
     if not examples:
         raise ChimeraError("SFT got no assistant turns to learn from (no successful traces?)")
     backend = choose_backend(cfg)
-    model, tokenizer = (_load_unsloth if backend == "unsloth" else _load_trl)(base_dir, cfg)
+    lora = LoraSpec(cfg.lora_r, cfg.lora_alpha, tuple(cfg.target_modules))
+    if backend == "unsloth":
+        model, tokenizer = _load_unsloth(base_dir, parent_adapter, cfg, lora)
+    else:
+        model, tokenizer = load_for_training(base_dir, parent_adapter, lora)
     on_gpu = backend == "unsloth"
     progress = RichProgressCallback(f"sft ({backend})")
     work = output_dir.parent / f".{output_dir.name}.trainer"
@@ -147,11 +149,7 @@ def train_sft(
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    if on_gpu:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained_merged(str(output_dir), tokenizer, save_method="merged_16bit")
-    else:
-        save_merged(trainer.model, tokenizer, output_dir)
+    save_adapter(trainer.model, output_dir)
     result = SFTResult(
         output_dir=str(output_dir),
         backend=backend,

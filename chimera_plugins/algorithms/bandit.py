@@ -9,7 +9,7 @@ from typing import Any
 from chimera_core.registry import BASE
 from chimera_core.rollouts.serving import POLICY_ALIAS
 from chimera_core.stages.base import StageContext, StageResult
-from chimera_core.stages.training_inputs import data_sha256, gathered_training_data, model_registry
+from chimera_core.stages.training_inputs import data_sha256, gathered_training_data
 
 
 class BanditAlgorithm:
@@ -27,7 +27,7 @@ class BanditAlgorithm:
         if not samples:
             metrics["skipped"] = "no supervisor decisions with propensities were logged"
             return StageResult(stage=ctx.stage, run_id=ctx.run_id, metrics=metrics)
-        registry = model_registry(ctx)
+        registry = ctx.models
         parent = registry.champion(POLICY_ALIAS)
         if parent == BASE:
             policy = LinearBanditPolicy(cfg.n_features, cfg.epsilon, cfg.l2)

@@ -92,7 +92,7 @@ class GRPOAlgorithm:
     name = "grpo"
 
     def train(self, ctx: StageContext) -> StageResult:
-        """Harvest senior prompts, run GRPO with LoRA, merge, register."""
+        """Harvest senior prompts, run GRPO on the champion's adapter, register the new one."""
         from chimera_core.training.grpo import train_grpo
 
         cfg = ctx.config.stages.ppo
@@ -108,7 +108,9 @@ class GRPOAlgorithm:
         return train_and_register(
             ctx,
             trained_alias(ctx, "senior", trainable_only=True),
-            lambda base, out: train_grpo(base, examples, reward, cfg, out),
+            lambda base, parent, out: train_grpo(
+                base, examples, reward, cfg, out, parent_adapter=parent
+            ),
             examples=examples,
             stage_config=cfg,
             metrics=metrics,

@@ -28,12 +28,12 @@ def select_successful(
 
 
 class SFTAlgorithm:
-    """LoRA SFT (TRL on CPU, unsloth on CUDA) of the juniors' alias, registered as a version."""
+    """LoRA SFT (TRL on CPU, unsloth on CUDA) of the juniors' alias, registered as an adapter."""
 
     name = "sft"
 
     def train(self, ctx: StageContext) -> StageResult:
-        """Select, train, merge, register; no successful traces means no new version."""
+        """Select, train the adapter, register; no successful traces means no new version."""
         from chimera_core.training.sft import train_sft
 
         cfg = ctx.config.stages.sft
@@ -61,7 +61,9 @@ class SFTAlgorithm:
         return train_and_register(
             ctx,
             trained_alias(ctx, "junior"),
-            lambda base, out: train_sft(base, [e.messages for e in kept], cfg, out),
+            lambda base, parent, out: train_sft(
+                base, [e.messages for e in kept], cfg, out, parent_adapter=parent
+            ),
             examples=kept,
             stage_config=cfg,
             metrics=metrics,

@@ -1,8 +1,11 @@
 """Algorithm ``verl``: online GRPO/PPO of the senior roles with Agent Lightning's VERL (GPU).
 
 VERL serves the policy with vLLM, runs the lab's rollouts through the LLM proxy, and updates
-the weights between batches. It needs CUDA and the ``gpu`` extra (verl 0.5/0.6, vLLM, hydra);
-without them the stage stops with a clear message instead of failing deep inside Ray.
+a LoRA adapter between batches: the champion's adapter when there is one (verl's
+``lora_adapter_path``), else a fresh one. The version registered is the adapter VERL saves
+(``global_step_N/actor/lora_adapter``), like the CPU trainers' output. It needs CUDA and the
+``gpu`` extra (verl 0.6, vLLM, hydra); without them the stage stops with a clear message instead
+of failing deep inside Ray.
 """
 
 from __future__ import annotations
@@ -13,12 +16,33 @@ from typing import Any
 from chimera_core.config.models import PPOConfig
 from chimera_core.errors import ChimeraError
 from chimera_core.stages.base import StageContext, StageResult
+from chimera_core.training.checkpoint import TARGET_MODULES
 
 REQUIRED_MODULES = ("torch", "verl", "vllm", "hydra", "ray")
 
 
-def verl_config(cfg: PPOConfig, model_path: str, n_gpus: int, run_name: str) -> dict[str, Any]:
-    """Agent Lightning VERL config from the profile's PPO settings (the seed spec's values)."""
+def verl_config(
+    cfg: PPOConfig,
+    model_path: str,
+    n_gpus: int,
+    run_name: str,
+    parent_adapter: str | None = None,
+) -> dict[str, Any]:
+    """Agent Lightning VERL config from the profile's PPO settings (the seed spec's values).
+
+    LoRA training over the base at ``model_path``, continuing ``parent_adapter`` when given
+    (verl then takes the rank from the adapter, as the CPU trainers do).
+    """
+    model: dict[str, Any] = {
+        "path": model_path,
+        "use_remove_padding": True,
+        "enable_gradient_checkpointing": True,
+        "lora_rank": cfg.lora_r,
+        "lora_alpha": 2 * cfg.lora_r,
+        "target_modules": list(TARGET_MODULES),
+    }
+    if parent_adapter is not None:
+        model["lora_adapter_path"] = parent_adapter
     return {
         "algorithm": {"adv_estimator": cfg.adv_estimator, "use_kl_in_reward": False},
         "data": {
@@ -33,6 +57,8 @@ def verl_config(cfg: PPOConfig, model_path: str, n_gpus: int, run_name: str) -> 
                 "tensor_model_parallel_size": 1,
                 "gpu_memory_utilization": cfg.gpu_memory_utilization,
                 "multi_turn": {"format": "hermes"},
+                # verl's LoRA needs vLLM to load the base from safetensors (docs/advance/ppo_lora).
+                "load_format": "safetensors",
             },
             "actor": {
                 "ppo_mini_batch_size": cfg.ppo_mini_batch_size,
@@ -42,11 +68,7 @@ def verl_config(cfg: PPOConfig, model_path: str, n_gpus: int, run_name: str) -> 
                 "fsdp_config": {"param_offload": False, "optimizer_offload": False},
             },
             "ref": {"fsdp_config": {"param_offload": True}, "log_prob_micro_batch_size_per_gpu": 1},
-            "model": {
-                "path": model_path,
-                "use_remove_padding": True,
-                "enable_gradient_checkpointing": True,
-            },
+            "model": model,
         },
         "trainer": {
             "n_gpus_per_node": n_gpus,

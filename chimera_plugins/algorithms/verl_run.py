@@ -5,20 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from chimera_core.data.dataset import load_task_dataset
+from chimera_core.errors import ChimeraError
 from chimera_core.rollouts.agl_env import prepare_agl_environment
 from chimera_core.rollouts.serving import serve_model_set
 from chimera_core.stages.base import StageContext, StageResult
-from chimera_core.stages.training_inputs import checkpoint_dir, model_registry, trained_alias
+from chimera_core.stages.training_inputs import checkpoint_dirs, trained_alias
 from chimera_plugins.algorithms.verl import verl_config
 
 
-def latest_actor_checkpoint(root: Path) -> Path:
-    """The newest HF-format actor checkpoint VERL saved (global_step_N/actor/huggingface)."""
+def latest_actor_adapter(root: Path) -> Path:
+    """The newest LoRA adapter VERL saved with the actor (global_step_N/actor/lora_adapter)."""
     steps = sorted(
-        root.glob("global_step_*/actor/huggingface"), key=lambda p: int(p.parts[-3].split("_")[-1])
+        (p.parent for p in root.glob("global_step_*/actor/lora_adapter/adapter_config.json")),
+        key=lambda p: int(p.parts[-3].split("_")[-1]),
     )
     if not steps:
-        raise FileNotFoundError(f"VERL saved no actor checkpoint under {root}")
+        # verl logs a failed adapter save ("Save LoRA Adapter Error") and carries on.
+        raise ChimeraError(
+            f"VERL saved no LoRA adapter under {root} (global_step_N/actor/lora_adapter); "
+            "see its log for 'Save LoRA Adapter Error', and check trainer.save_freq"
+        )
     return steps[-1]
 
 
@@ -34,11 +40,16 @@ def run_verl(ctx: StageContext) -> StageResult:
 
     cfg = ctx.config.stages.ppo
     alias = trained_alias(ctx, "senior", trainable_only=True)
-    registry = model_registry(ctx)
+    registry = ctx.models
     parent = registry.champion(alias)
     work = Path(ctx.config.serving.models_dir) / "verl" / ctx.run_id
+    base_dir, parent_adapter = checkpoint_dirs(ctx, alias, parent)
     config = verl_config(
-        cfg, str(checkpoint_dir(ctx, alias, parent)), torch.cuda.device_count(), ctx.run_id
+        cfg,
+        str(base_dir),
+        torch.cuda.device_count(),
+        ctx.run_id,
+        parent_adapter=str(parent_adapter) if parent_adapter else None,
     )
     config["trainer"]["default_local_dir"] = str(work)
     _, tasks = load_task_dataset(ctx.store, dataset_version(ctx))
@@ -70,7 +81,7 @@ def run_verl(ctx: StageContext) -> StageResult:
         trainer.fit(MedicalResearchAgent(ctx.config), train_dataset=inputs)
     version = registry.register(
         alias,
-        latest_actor_checkpoint(work),
+        latest_actor_adapter(work),
         parent=parent,
         stage=ctx.stage,
         run_id=ctx.run_id,

@@ -23,7 +23,6 @@ CRITERIA_HELP = {
     "groundedness": "is every claim supported by the context? (penalise unsupported claims)",
     "efficiency": "is the cost and time reasonable for what it tests?",
 }
-MAX_CONTEXT_CHARS = 2500
 
 
 class JudgeScores(BaseModel):
@@ -54,23 +53,27 @@ class JudgeScores(BaseModel):
 
 
 def judge_messages(inp: RewardInput) -> list[dict[str, str]]:
-    """The judge's prompt: criteria, the task's context, the final protocol and decision."""
+    """The judge's prompt: the lab's shared task message, criteria, the protocol and decision."""
+    # Imported here, like the parser below, so loading the plugin does not import the lab.
+    from chimera_core.lab.prompts import shared_task_message
+
     protocol = inp.state.get("final_protocol") or inp.state.get("experimental_protocol") or {}
     criteria = "\n".join(f"- {name}: {text}" for name, text in CRITERIA_HELP.items())
     # No example scores: a small judge copies them verbatim whatever the protocol.
     keys = ", ".join(CRITERIA_HELP)
     return [
+        # Byte-identical to the lab's first message on this task: the judge's call (same base
+        # model) reuses the roles' cached prefix.
+        {"role": "system", "content": shared_task_message(inp.task.goal, inp.task.context)},
         {
             "role": "system",
-            "content": "You are a strict scientific reviewer. Score the protocol on each "
-            f"criterion from 0 (worst) to 1 (best):\n{criteria}\n"
+            "content": "You are a strict scientific reviewer. Score the lab's protocol for the "
+            f"research question above on each criterion from 0 (worst) to 1 (best):\n{criteria}\n"
             f"Answer with one JSON object only, with the keys {keys} and decimal scores.",
         },
         {
             "role": "user",
-            "content": f"Research question: {inp.task.goal}\n\n"
-            f"Context:\n{inp.task.context[:MAX_CONTEXT_CHARS]}\n\n"
-            f"Protocol:\n{json.dumps(protocol, indent=1)}\n\n"
+            "content": f"Protocol:\n{json.dumps(protocol, indent=1)}\n\n"
             f"Decision: {inp.state.get('final_decision')} "
             f"(answer: {inp.state.get('final_answer')})",
         },

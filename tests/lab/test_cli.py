@@ -36,7 +36,7 @@ def server() -> Iterator[FakeOpenAI]:
 def _profile(tmp_path: Path, url: str, data_file: Path) -> Path:
     data = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
     for alias in data["models"].values():
-        alias.update(backend="openai", base_url=url)
+        alias.update(backend="openai", base_url=url, tool_calls=True)
     data["data"] = {"source": "file", "file": str(data_file)}
     data["artifacts"] = {"backend": "local", "local_root": str(tmp_path / "artifacts")}
     data["serving"] = {"models_dir": str(tmp_path / "models")}
@@ -73,13 +73,13 @@ def test_run_task_by_pmid_prints_panels_and_writes_the_state(
     }
     assert len(server.requests) == 9
     # Evidence from the offline PubMed index reached the prompts, the task's own record did not.
-    geneticist = next(r for r in server.requests if r["messages"][3].get("name") == "Geneticist")
-    prompt = geneticist["messages"][3]["content"]
+    geneticist = next(r for r in server.requests if r["messages"][-1].get("name") == "Geneticist")
+    prompt = geneticist["messages"][-1]["content"]
     assert "[pubmed_search] PubMed (offline PubMedQA index)" in prompt
     assert "PMID 21645374" not in prompt
     assert "clinical_trials_search is unavailable offline" in json.dumps(server.requests)
     # Structured answers use JSON mode; calls offering tools do not (a tool call is not JSON).
-    supervisor = next(r for r in server.requests if r["messages"][3].get("name") == "Supervisor")
+    supervisor = next(r for r in server.requests if r["messages"][-1].get("name") == "Supervisor")
     assert supervisor["response_format"] == {"type": "json_object"}
     assert "tools" not in supervisor and supervisor["model"] == "chimera-junior"
     assert "tools" in geneticist and "response_format" not in geneticist
@@ -126,7 +126,7 @@ def test_run_task_uses_the_registered_bandit_policy(
     assert record["model_set"]["supervisor_policy"] == "bandit-r1"
     assert record["state"]["supervisor_policy"] == "bandit:bandit-r1"
     # The supervisor LLM was not asked: the policy chose.
-    assert not any(r["messages"][3].get("name") == "Supervisor" for r in server.requests)
+    assert not any(r["messages"][-1].get("name") == "Supervisor" for r in server.requests)
 
 
 def test_run_task_with_question_and_context(

@@ -23,6 +23,8 @@ from chimera_core.lab import (
     state_to_json,
 )
 from chimera_core.lab.graph import LabGraph
+from chimera_core.lab.models import Endpoint
+from chimera_core.lab.prompts import shared_task_message, system_prompt
 from chimera_core.lab.state import AgentState
 from tests.lab.scripted import (
     GOOD,
@@ -107,9 +109,10 @@ def test_happy_path_runs_every_role_once_with_parallel_juniors(
     assert state["usage"]["Geneticist"]["calls"] == 1
     assert state["usage"]["Geneticist"]["prompt_tokens"] == 10
     # Evidence from the role's own tools was put in its prompt (small models cannot call tools).
-    prompt = provider.models["Geneticist"].prompts[0][3].content
+    prompt = provider.models["Geneticist"].prompts[0][4].content
     assert "[pubmed_search] PMID 11111111" in prompt and "[gene_ontology_lookup]" in prompt
     assert "Does drug X lower marker Y" in prompt
+    assert TASK.context in provider.models["Geneticist"].prompts[0][0].content
     assert {r for _, r in tools.tools["clinical_trials_search"].queries} == {
         "Pharmacologist",
         "ProtocolDesigner",
@@ -118,13 +121,60 @@ def test_happy_path_runs_every_role_once_with_parallel_juniors(
     for model in provider.models.values():
         for prompt_msgs in model.prompts:
             assert "expected_decision" not in str([m.content for m in prompt_msgs])
-    # A worked example on another question precedes the task; the transcript leaves it out.
+    # The task, the role's instructions, then a worked example on another question before the
+    # role's request; the transcript leaves the example out and holds the task once.
     first = provider.models["Geneticist"].prompts[0]
-    assert [m.type for m in first] == ["system", "human", "ai", "human"]
-    assert "aerobic exercise" in first[1].content and "aerobic exercise" in first[2].content
+    assert [m.type for m in first] == ["system", "system", "human", "ai", "human"]
+    assert first[1].content == system_prompt("Geneticist", "junior")
+    assert "aerobic exercise" in first[2].content and "aerobic exercise" in first[3].content
     transcript = state_to_json(state)["messages"]
-    assert transcript[0]["type"] == "system"
+    assert transcript[0]["type"] == "system" and transcript[0]["content"] == first[0].content
+    assert [m["content"] for m in transcript].count(first[0].content) == 1
     assert not any("aerobic exercise" in str(m["content"]) for m in transcript)
+
+
+def test_every_call_of_a_rollout_opens_with_the_same_task_message(
+    config: ChimeraConfig, graph: LabGraph
+) -> None:
+    # Tool rounds, repair requests and revision visits: every kind of repeated call.
+    provider = ScriptedProvider(
+        {
+            "Pharmacologist": [
+                tool_call("clinical_trials_search", "drug X trials", "c1"),
+                tool_call("pubmed_search", "drug X marker Y", "c2"),
+                GOOD["Pharmacologist"],
+            ],
+            "Supervisor": [BAD],
+            "HypothesisRefiner": [BAD],
+            "SafetyOfficer": [review("REVISE", "CRITICAL")],
+            "PrincipalInvestigator": [BAD],
+        }
+    )
+    state, _ = _run(config, graph, provider, offer_tools=True)
+    assert provider.calls("Pharmacologist") == 3 and provider.calls("Supervisor") == 2
+    assert provider.calls("HypothesisRefiner") == 3  # repaired, then revised
+    firsts = [prompt[0] for role in ROLES for prompt in provider.models[role].prompts]
+    assert len(firsts) == sum(provider.calls(role) for role in ROLES) > len(ROLES)
+    expected = shared_task_message(TASK.goal, TASK.context)
+    assert all(m.type == "system" and m.content == expected for m in firsts)
+    # Only the role's own messages differ; they come after the task.
+    for role in ROLES:
+        override = config.roles[role].prompt
+        for prompt in provider.models[role].prompts:
+            assert prompt[1].content == system_prompt(role, config.roles[role].tier, override)
+            assert not any(TASK.context in str(m.content) for m in prompt[1:])
+    assert state["final_decision"] in {"GO", "NO-GO"}
+
+
+def test_a_role_prompt_override_keeps_the_task_first(config: ChimeraConfig) -> None:
+    role = config.roles["PeerReviewer"].model_copy(update={"prompt": "Review tersely."})
+    custom = config.model_copy(update={"roles": {**config.roles, "PeerReviewer": role}})
+    provider = ScriptedProvider()
+    run_task(TASK, custom, provider, tools=FakeTools())
+    (prompt,) = provider.models["PeerReviewer"].prompts
+    assert prompt[0].content == provider.models["Geneticist"].prompts[0][0].content
+    assert prompt[1].content == "Review tersely."
+    assert "JSON" in prompt[-1].content  # the format instructions stay in the request
 
 
 def test_tool_loop_returns_results_to_the_calling_agent(
@@ -162,7 +212,7 @@ def test_tool_loop_returns_results_to_the_calling_agent(
     assert ("Pharmacologist", "clinical_trials_search: drug X trials") in tool_events
 
 
-def test_embedded_models_are_not_offered_tools_by_default(
+def test_models_are_not_offered_tools_unless_their_alias_says_so(
     config: ChimeraConfig, graph: LabGraph
 ) -> None:
     provider = ScriptedProvider({"Geneticist": [tool_call("pubmed_search", "x")]})
@@ -212,7 +262,7 @@ def test_critical_review_goes_back_to_the_refiner(config: ChimeraConfig, graph: 
         "SafetyOfficer",
         "PrincipalInvestigator",
     ]
-    second_refine = provider.models["HypothesisRefiner"].prompts[1][3].content
+    second_refine = provider.models["HypothesisRefiner"].prompts[1][4].content
     assert "asked for a revision" in second_refine and "CRITICAL" in second_refine
     assert [r["role"] for r in state["revisions"]] == ["HypothesisRefiner", "ProtocolDesigner"]
 
@@ -232,7 +282,7 @@ def test_major_review_goes_back_to_the_designer(config: ChimeraConfig, graph: La
         "SafetyOfficer",
         "PrincipalInvestigator",
     ]
-    redesign = provider.models["ProtocolDesigner"].prompts[1][3].content
+    redesign = provider.models["ProtocolDesigner"].prompts[1][4].content
     assert "Your previous protocol" in redesign and "MAJOR" in redesign
     assert provider.calls("HypothesisRefiner") == 1
 
@@ -380,7 +430,8 @@ def test_epsilon_explore_reports_the_probability_of_its_choice() -> None:
 def test_trainable_roles_are_swapped_per_rollout_without_rebuilding(
     config: ChimeraConfig, graph: LabGraph
 ) -> None:
-    base = ConfigModelProvider(config, {alias: "http://127.0.0.1:9/v1" for alias in config.models})
+    endpoint = Endpoint("http://127.0.0.1:9/v1", "chimera-senior", "key")
+    base = ConfigModelProvider(config, dict.fromkeys(config.models, endpoint))
     trained = ScriptedChatModel(replies=[], fallback="")
     swapped = base.with_trainable(trained)
     assert swapped.for_role("HypothesisRefiner") is trained
@@ -406,10 +457,10 @@ def test_trainable_roles_are_swapped_per_rollout_without_rebuilding(
         assert len(senior.prompts) == 2 and state["final_answer"] == answer
 
 
-def test_embedded_alias_without_server_url_is_a_clear_error(config: ChimeraConfig) -> None:
+def test_vllm_alias_without_an_endpoint_is_a_clear_error(config: ChimeraConfig) -> None:
     from chimera_core.errors import ChimeraError
 
-    with pytest.raises(ChimeraError, match="embedded server"):
+    with pytest.raises(ChimeraError, match="vLLM server, but no endpoint"):
         ConfigModelProvider(config).for_role("Geneticist")
 
 

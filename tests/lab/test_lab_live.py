@@ -1,4 +1,4 @@
-"""One real task end to end: the embedded server with SmolLM2-135M behind every role.
+"""One real task end to end: vLLM (CPU build) with SmolLM2-135M behind every role.
 
 Checks that the final state is complete and valid; it says nothing of scientific quality.
 """
@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chimera_core.config import load_config
 from chimera_core.data.pubmedqa import load_tasks
 from chimera_core.lab import ConfigModelProvider, LabEvent, run_task, state_to_json
 from chimera_core.lab.schemas import (
@@ -21,7 +19,6 @@ from chimera_core.lab.schemas import (
     RefinedHypothesis,
     ReviewDecision,
 )
-from chimera_core.serving.lifecycle import embedded_server
 
 pytestmark = pytest.mark.slow
 
@@ -29,26 +26,16 @@ TASK_ID = "21645374"
 MAX_TOKENS = 96  # short answers keep the run to a few minutes on 2 cores
 
 
-def test_one_pubmedqa_task_through_the_embedded_server(
-    pubmedqa_file: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    overrides: dict[str, Any] = {
-        "data.source": "file",
-        "data.file": str(pubmedqa_file),
-        "serving.models_dir": str(tmp_path_factory.mktemp("lab-models") / "models"),
-        "tools.online": False,
-    }
-    for alias in ("junior", "senior", "board", "judge"):
-        overrides[f"models.{alias}.sampling.max_tokens"] = MAX_TOKENS
-    config = load_config("local", environ={}, overrides=overrides)
+def test_one_pubmedqa_task_through_vllm(live_config: Any, live_serving: Any) -> None:
+    config = live_config
     task = next(t for t in load_tasks(config.data) if t.id == TASK_ID)
     events: list[LabEvent] = []
-    with embedded_server(config, timeout_s=300) as urls:
-        start = time.perf_counter()
-        state = run_task(
-            task, config, ConfigModelProvider(config, urls), on_event=events.append, max_turns=10
-        )
-        seconds = time.perf_counter() - start
+    endpoints = live_serving.endpoints({})
+    start = time.perf_counter()
+    state = run_task(
+        task, config, ConfigModelProvider(config, endpoints), on_event=events.append, max_turns=10
+    )
+    seconds = time.perf_counter() - start
 
     roles = list(config.roles)
     finished = {e.node for e in events if e.kind == "end"}

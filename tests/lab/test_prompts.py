@@ -1,4 +1,4 @@
-"""Role prompts: built from the task, overridable, compact, and the demonstration guard."""
+"""Role prompts: built from the task, overridable, compact, cache-friendly, the demo guard."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from chimera_core.lab.prompts import (
     MAX_CONTEXT_CHARS,
     copied_example,
     demonstration,
+    shared_task_message,
     system_prompt,
     user_prompt,
 )
@@ -18,9 +19,11 @@ from chimera_core.lab.schemas import (
     SupervisorChoice,
 )
 
+GOAL = "Is vitamin D status associated with fracture healing?"
+CONTEXT = "Serum 25-hydroxyvitamin D was measured in 80 adults with tibial fractures. " * 60
 STATE = {
-    "research_goal": "Is vitamin D status associated with fracture healing?",
-    "context": "Serum 25-hydroxyvitamin D was measured in 80 adults with tibial fractures. " * 60,
+    "research_goal": GOAL,
+    "context": CONTEXT,
     "refined_hypothesis": {"refined_hypothesis": "Low vitamin D delays union. " * 100},
     "initial_hypotheses": [
         {"agent_name": "Geneticist", "hypothesis": "VDR variants matter."},
@@ -36,15 +39,30 @@ def test_prompts_follow_the_task_not_a_disease() -> None:
     assert "Chemist" in system_prompt("Chemist", "junior")  # any junior name works
     assert system_prompt("Geneticist", "junior", override="Be brief.") == "Be brief."
     prompt = user_prompt(JuniorResearch, STATE, evidence="[pubmed_search] PMID 1: x")
-    assert prompt.startswith("Research question: Is vitamin D status associated")
     assert "[pubmed_search] PMID 1: x" in prompt
     assert '"hypothesis"' in prompt and "JSON" in prompt
 
 
+def test_task_comes_first_in_one_role_neutral_message() -> None:
+    shared = shared_task_message(GOAL, CONTEXT)
+    assert "Research question: Is vitamin D status associated" in shared
+    assert "Study context:\nSerum 25-hydroxyvitamin D" in shared
+    # Nothing of any role: the same text opens every role's chat.
+    for role in [*EXAMPLES, "Geneticist", "Neurologist", "Pharmacologist"]:
+        assert role not in shared
+    assert shared == shared_task_message(GOAL, CONTEXT)
+    # The role's request points back to that question instead of repeating the context.
+    prompt = user_prompt(JuniorResearch, STATE)
+    assert "given at the start of this chat" in prompt and "not the example's" in prompt
+    assert f"Research question: {GOAL}" in prompt
+    assert "Study context" not in prompt and "Serum 25-hydroxyvitamin D" not in prompt
+
+
 def test_prompt_inputs_are_clipped() -> None:
-    prompt = user_prompt(Protocol, STATE)
-    context = prompt.split("Study context:\n")[1].split("\n\nRefined hypothesis")[0]
+    shared = shared_task_message(GOAL, CONTEXT)
+    context = shared.split("Study context:\n")[1]
     assert len(context) <= MAX_CONTEXT_CHARS + 4 and context.endswith("...")
+    prompt = user_prompt(Protocol, STATE)
     refined = prompt.split("Refined hypothesis:\n")[1].split("\n\n")[0]
     assert len(refined) < 700 and refined.endswith("...")
 
@@ -72,6 +90,10 @@ def test_each_role_sees_the_inputs_of_its_job() -> None:
 def test_demonstration_is_on_another_question() -> None:
     ask, answer = demonstration("Neurologist", "junior", JuniorResearch)
     assert "aerobic exercise" in ask and "vitamin D" not in ask
+    # It brings its own question and context, marked as an example, and the same answer format.
+    assert ask.startswith("A worked example on a different research question")
+    assert "Study context:\nIn a 12-week trial" in ask
+    assert ask.endswith(user_prompt(JuniorResearch, STATE).rsplit("\n\n", 1)[1])
     assert JuniorResearch.model_validate_json(answer).hypothesis == EXAMPLES["junior"]["hypothesis"]
 
 

@@ -52,7 +52,23 @@ def test_weighted_scores_from_a_fenced_reply(config: ChimeraConfig) -> None:
     # 0.10*1 + 0.20*0.5 + 0.30*0.5 + 0.15*1 + 0.20*0 + 0.05*1 = 0.55
     assert score.value == pytest.approx(0.55)
     assert score.breakdown["groundedness"] == 0
-    assert "X reduced Y in 40 adults." in seen[0][1]["content"]
+    assert "X reduced Y in 40 adults." in seen[0][0]["content"]
+    assert '"steps": [' in seen[0][-1]["content"] and "Decision: GO" in seen[0][-1]["content"]
+
+
+def test_judge_opens_with_the_labs_task_message(config: ChimeraConfig) -> None:
+    from chimera_core.lab import run_task
+    from tests.lab.scripted import FakeTools, ScriptedProvider
+
+    provider = ScriptedProvider()
+    state = run_task(TASK, config, provider, tools=FakeTools())
+    # One text for every call of every role (a set of one).
+    (lab_first,) = {m[0].content for model in provider.models.values() for m in model.prompts}
+    reply = json.dumps(dict.fromkeys(CRITERIA, 0.5))
+    score, seen = _score(config, reply, state=dict(state))
+    assert not score.failed
+    # Byte-identical: the judge's call on the same base model reuses the lab's cached prefix.
+    assert seen[0][0] == {"role": "system", "content": lab_first}
 
 
 def test_ten_point_scale_is_rescaled(config: ChimeraConfig) -> None:

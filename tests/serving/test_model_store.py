@@ -10,7 +10,8 @@ import pytest
 from chimera_core.config import load_config
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.errors import ChimeraError
-from chimera_core.serving.lifecycle import embedded_models
+from chimera_core.rollouts.serving import base_model as base_model_of
+from chimera_core.rollouts.serving import vllm_aliases
 from chimera_core.serving.model_store import (
     BASE_NAME,
     MANIFEST,
@@ -74,15 +75,12 @@ def test_resolve_checkpoint(
         resolve_checkpoint(str(tmp_path), serving_config)
 
 
-def test_local_profile_aliases_share_one_checkpoint(
+def test_local_profile_aliases_share_one_base_model(
     models_dir: Path, base_model: PreparedModel
 ) -> None:
     config = load_config("local", overrides={"serving.models_dir": str(models_dir)})
-    served = embedded_models(config)
-    embedded = [m for m in config.models.values() if m.backend == "embedded" and not m.base_url]
-    assert len(embedded) >= 2
-    assert set(served) == {m.served_model for m in embedded}
-    assert set(served.values()) == {base_model.path}
+    assert len(vllm_aliases(config)) == len(config.models) >= 2
+    assert base_model_of(config) == (base_model.path, base_model.path.name)
 
 
 def test_unknown_sources_are_user_errors(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -113,3 +114,81 @@ def test_a_model_server_that_is_down_fails_each_rollout_with_its_reason(
         profile.write_text(text)
         assert main(args) == 0
     assert all(r.status == "succeeded" for r in _records(tmp_path, "down").values())
+
+
+def _vllm_profile(tmp_path: Path, fake_vllm_python: str, data_file: Path, **serving: Any) -> Path:
+    """The local profile on Chimera's (fake) vLLM server: the real lifecycle, canned replies."""
+    from tests.conftest import TEST_MODELS
+
+    data: dict[str, Any] = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
+    for alias in data["models"].values():
+        alias.update(max_retries=0, timeout_s=20)
+    data["data"] = {"source": "file", "file": str(data_file)}
+    data["artifacts"] = {"backend": "local", "local_root": str(tmp_path / "artifacts")}
+    data["tracking"] = {"wandb_mode": "disabled", "wandb_dir": str(tmp_path / "wandb")}
+    data["serving"] = {
+        "vllm_python": fake_vllm_python,
+        "models_dir": str(TEST_MODELS),
+        "startup_timeout_s": 60,
+        **serving,
+    }
+    data["stages"]["gather"].update(n_runners=1, max_attempts=2, retry_backoff_s=0.1)
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _kill_server_after_first_record(tmp_path: Path, run_id: str) -> threading.Thread:
+    """In the background: once a rollout finished, SIGKILL the model server's process group."""
+    import psutil
+
+    def kill() -> None:
+        records = _rollouts(tmp_path, run_id) / "records"
+        deadline = time.monotonic() + 300
+        while not list(records.glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for child in psutil.Process().children(recursive=True):
+            if "tests.serving.fake_vllm" in " ".join(child.cmdline()):
+                os.killpg(child.pid, signal.SIGKILL)
+                return
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_model_server_killed_mid_gather_is_restarted_and_the_stage_completes(
+    tmp_path: Path, pubmedqa_file: Path, fake_vllm_python: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    profile = _vllm_profile(tmp_path, fake_vllm_python, pubmedqa_file)
+    os.environ["FAKE_VLLM_DELAY_S"] = "0.3"
+    try:
+        assert main(["stage", "ingest", "--run-id", "kill", "--profile", str(profile)]) == 0
+        killer = _kill_server_after_first_record(tmp_path, "kill")
+        args = ["stage", "gather", "--run-id", "kill", "--limit", "3", "--profile", str(profile)]
+        assert main(args) == 0
+        killer.join(5)
+    finally:
+        del os.environ["FAKE_VLLM_DELAY_S"]
+    records = _records(tmp_path, "kill")
+    assert len(records) == 3 and all(r.status == "succeeded" for r in records.values())
+    assert "restarting it (1 of 1)" in caplog.text
+
+
+def test_a_model_server_that_stays_dead_is_reported_as_such(
+    tmp_path: Path,
+    pubmedqa_file: Path,
+    fake_vllm_python: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    profile = _vllm_profile(tmp_path, fake_vllm_python, pubmedqa_file, max_restarts=0)
+    os.environ["FAKE_VLLM_DELAY_S"] = "0.3"
+    try:
+        assert main(["stage", "ingest", "--run-id", "dead", "--profile", str(profile)]) == 0
+        killer = _kill_server_after_first_record(tmp_path, "dead")
+        args = ["stage", "gather", "--run-id", "dead", "--limit", "3", "--profile", str(profile)]
+        assert main(args) == 1  # a fault, not a user error
+        killer.join(5)
+    finally:
+        del os.environ["FAKE_VLLM_DELAY_S"]
+    assert "the vLLM server died" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 
 from chimera_core.config.models import SFTConfig
 from chimera_core.training.sft import choose_backend, train_sft
-from tests.training.test_trainers import _changed, _weights
+from tests.training.test_trainers import _trained_modules
 
 pytestmark = pytest.mark.gpu
 
@@ -21,7 +21,9 @@ def test_unsloth_is_chosen_on_cuda() -> None:
     assert choose_backend(SFTConfig(use_unsloth="auto")) == "unsloth"
 
 
-def test_unsloth_sft_lowers_loss_and_changes_weights(base_model_dir: Path, tmp_path: Path) -> None:
+def test_unsloth_sft_lowers_loss_and_trains_an_adapter(
+    base_model_dir: Path, tmp_path: Path
+) -> None:
     convs = [
         [
             {"role": "user", "content": f"Does drug {i} lower blood pressure?"},
@@ -34,4 +36,4 @@ def test_unsloth_sft_lowers_loss_and_changes_weights(base_model_dir: Path, tmp_p
     result = train_sft(base_model_dir, convs, cfg, tmp_path / "sft")
     assert result.backend == "unsloth" and result.steps == 6
     assert result.losses[-1] < result.losses[0]
-    assert _changed(_weights(base_model_dir), _weights(tmp_path / "sft"))
+    assert _trained_modules(tmp_path / "sft")

@@ -1,4 +1,4 @@
-"""The CPU trainers really change the weights of the real tiny model."""
+"""The CPU trainers really train a LoRA adapter over the real small model (SmolLM2-135M)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from chimera_core.config.models import PPOConfig, SFTConfig
+from chimera_core.training.checkpoint import ADAPTER_WEIGHTS, TARGET_MODULES
 from chimera_core.training.grpo import train_grpo
 from chimera_core.training.sft import to_prompt_completion, train_sft
 
 
-def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path / "model.safetensors"))
-
-
-def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[str]:
-    return [k for k in before if not torch.equal(before[k].float(), after[k].float())]
+def _trained_modules(adapter_dir: Path) -> list[str]:
+    """Keys of the adapter's lora_B weights that training moved off their zero init."""
+    assert not (adapter_dir / "model.safetensors").exists()  # an adapter, not a full model
+    weights = load_file(str(adapter_dir / ADAPTER_WEIGHTS))
+    return [k for k, w in weights.items() if "lora_B" in k and bool(w.abs().sum() > 0)]
 
 
 def test_prompt_completion_split_keeps_only_assistant_turns_as_targets() -> None:
@@ -36,7 +35,7 @@ def test_prompt_completion_split_keeps_only_assistant_turns_as_targets() -> None
 
 
 @pytest.mark.slow
-def test_sft_lowers_loss_and_changes_attention_weights(
+def test_sft_lowers_loss_and_trains_an_attention_adapter(
     base_model_dir: Path, tmp_path: Path
 ) -> None:
     convs = [
@@ -55,14 +54,12 @@ def test_sft_lowers_loss_and_changes_attention_weights(
     result = train_sft(base_model_dir, convs, cfg, tmp_path / "sft")
     assert result.steps == 4 and result.backend == "trl"
     assert result.losses[-1] < result.losses[0]
-    changed = _changed(_weights(base_model_dir), _weights(tmp_path / "sft"))
-    assert changed and all(
-        any(p in k for p in ("q_proj", "k_proj", "v_proj", "o_proj")) for k in changed
-    )
+    trained = _trained_modules(tmp_path / "sft")
+    assert trained and all(any(p in k for p in TARGET_MODULES) for k in trained)
 
 
 @pytest.mark.slow
-def test_grpo_updates_the_weights(base_model_dir: Path, tmp_path: Path) -> None:
+def test_grpo_trains_an_adapter(base_model_dir: Path, tmp_path: Path) -> None:
     examples = [
         {
             "prompt": [{"role": "user", "content": f"Name a test for drug {i} in JSON."}],
@@ -79,4 +76,4 @@ def test_grpo_updates_the_weights(base_model_dir: Path, tmp_path: Path) -> None:
                     learning_rate=1e-3, lora_r=4)  # fmt: skip
     result = train_grpo(base_model_dir, examples, reward, cfg, tmp_path / "grpo")
     assert result.steps == 1 and len(result.mean_rewards) == 1
-    assert _changed(_weights(base_model_dir), _weights(tmp_path / "grpo"))
+    assert _trained_modules(tmp_path / "grpo")

@@ -6,6 +6,7 @@ import pytest
 
 from chimera_core.config import load_config
 from chimera_core.errors import ChimeraError
+from chimera_core.training.checkpoint import TARGET_MODULES
 from chimera_plugins.algorithms.verl import VERLAlgorithm, missing_requirements, verl_config
 
 
@@ -15,7 +16,14 @@ def test_verl_config_carries_the_gpu_profiles_settings() -> None:
     assert config["algorithm"]["adv_estimator"] == ppo.adv_estimator == "grpo"
     rollout = config["actor_rollout_ref"]["rollout"]
     assert rollout["name"] == "vllm" and rollout["n"] == ppo.rollout_n
-    assert config["actor_rollout_ref"]["model"]["path"] == "/models/senior"
+    model = config["actor_rollout_ref"]["model"]
+    assert model["path"] == "/models/senior"
+    # A LoRA over the base, like the CPU trainers' output (what vLLM serves per alias).
+    assert model["lora_rank"] == ppo.lora_r and "lora_adapter_path" not in model
+    assert sorted(model["target_modules"]) == sorted(TARGET_MODULES)
+    assert rollout["load_format"] == "safetensors"
+    continued = verl_config(ppo, "/models/senior", 1, "r2", parent_adapter="/adapters/ppo-r1")
+    assert continued["actor_rollout_ref"]["model"]["lora_adapter_path"] == "/adapters/ppo-r1"
     assert config["data"]["train_batch_size"] == ppo.train_batch_size
     assert config["trainer"]["total_training_steps"] == ppo.total_steps
     assert config["trainer"]["n_gpus_per_node"] == 1
