@@ -51,7 +51,7 @@ $(VLLM_VENV)/.installed: constraints-vllm.txt
 
 setup: $(VENV)/.installed $(AF_VENV)/.installed $(VLLM_VENV)/.installed  ## create .venv, .venv-airflow and .venv-vllm with pinned versions
 
-run: setup  ## the main job: the whole pipeline on the embedded default (local profile)
+run: setup  ## the main job: the whole pipeline on the local default (vLLM CPU server, local profile)
 	$(BIN)/chimera pipeline run --profile local
 
 airflow: setup  ## local Airflow with these DAGs on 127.0.0.1:8080 (AIRFLOW_LOCAL_PORT); Ctrl-C stops it

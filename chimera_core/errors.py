@@ -9,6 +9,12 @@ class ChimeraError(Exception):
     exit_code = 2
 
 
+class FaultError(ChimeraError):
+    """A fault outside the user's input (a server died, a trainer saved nothing). Exit code 1."""
+
+    exit_code = 1
+
+
 class ConfigError(ChimeraError):
     """Invalid configuration; carries one line per problem, each naming its key path."""
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from chimera_core.artifacts import ArtifactStore, join_key
+from chimera_core.artifacts import ArtifactStore, join_key, open_store
+from chimera_core.config.models import ChimeraConfig
 from chimera_core.errors import ArtifactNotFound, ChimeraError
 from chimera_core.training.checkpoint import (
     ADAPTER_CONFIG,
@@ -51,6 +52,11 @@ class ModelRegistry:
     def __init__(self, store: ArtifactStore, cache_dir: Path) -> None:
         self.store = store
         self.cache_dir = Path(cache_dir)
+
+    @classmethod
+    def for_config(cls, config: ChimeraConfig, store: ArtifactStore | None = None) -> ModelRegistry:
+        """The registry on the config's artifact store, fetched versions cached in models_dir."""
+        return cls(store or open_store(config.artifacts), config.serving.models_dir / "registry")
 
     def _prefix(self, alias: str, version: str) -> str:
         return join_key(MODELS_PREFIX, alias, "versions", version)
@@ -215,7 +221,9 @@ class ModelRegistry:
         if not is_adapter_dir(local):
             raise ChimeraError(
                 f"version {version!r} of model {alias!r} is not a LoRA adapter (no {ADAPTER_CONFIG}"
-                "): only an LLM alias's adapter versions can be continued, served or merged"
+                "): only an LLM alias's adapter versions can be continued, served or merged. "
+                "A champion registered before adapters (a merged checkpoint) is retired with "
+                f"`chimera registry promote {alias} base` or `chimera registry rollback {alias}`"
             )
         return local
 

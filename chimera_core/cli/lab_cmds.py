@@ -15,7 +15,6 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from chimera_core.artifacts import open_store
 from chimera_core.cli.common import ProfileOption, console
 from chimera_core.config import ChimeraConfig, load_config
 from chimera_core.data.pubmedqa import load_tasks, source_description
@@ -85,7 +84,7 @@ def resolve_models(config: ChimeraConfig, name: str) -> ServedModels:
     from chimera_core.rollouts.serving import POLICY_ALIAS, bandit_policy_dir
     from chimera_core.training.bandit import LinearBanditPolicy
 
-    registry = ModelRegistry(open_store(config.artifacts), config.serving.models_dir / "registry")
+    registry = ModelRegistry.for_config(config)
     versions = registry.model_set(name, [*config.models, POLICY_ALIAS])
     policy_dir, policy_version = bandit_policy_dir(registry, versions.pop(POLICY_ALIAS))
     if policy_dir is None:

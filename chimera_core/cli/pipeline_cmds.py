@@ -16,6 +16,9 @@ from chimera_core.registry import ModelRegistry
 from chimera_core.rollouts.serving import ModelServing
 from chimera_core.stages import StageResult, execute_stage, new_run_id, safe_run_id, stage_fn
 
+# Stages that train on the GPU: a CUDA vLLM server holding its share of GPU memory is stopped first.
+GPU_TRAINING = frozenset({"sft", "ppo"})
+
 
 def run_pipeline(
     stages: list[str], profile: str | None, run_id: str, overrides: dict[str, Any] | None = None
@@ -29,12 +32,12 @@ def run_pipeline(
     store = open_store(config.artifacts)
     # One model server for the whole run: started by the first stage that needs it, a trained
     # adapter is loaded into it by name, and evaluate finds every set's adapters there.
-    serving = ModelServing(
-        config, ModelRegistry(store, config.serving.models_dir / "registry"), run_id=run_id
-    )
+    serving = ModelServing(config, ModelRegistry.for_config(config, store), run_id=run_id)
     try:
         for i, name in enumerate(stages, start=1):
             console.rule(f"[bold]{i}/{len(stages)} {name}[/]  run {run_id}")
+            if name in GPU_TRAINING and config.serving.gpu_memory_utilization:
+                serving.close()  # the trainers need the GPU memory; evaluate starts it again
             try:
                 result = execute_stage(
                     stage_fn(name), name, config, run_id, store=store, serving=serving

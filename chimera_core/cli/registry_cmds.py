@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from chimera_core.artifacts import open_store
 from chimera_core.cli.common import ProfileOption, console, load_profile
 from chimera_core.config import ChimeraConfig
 from chimera_core.errors import ChimeraError
@@ -17,7 +16,7 @@ from chimera_core.training.checkpoint import require_empty_dir
 
 
 def _registry(config: ChimeraConfig) -> ModelRegistry:
-    return ModelRegistry(open_store(config.artifacts), config.serving.models_dir / "registry")
+    return ModelRegistry.for_config(config)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from chimera_core.cli.common import ProfileOption, console, load_profile
 from chimera_core.config import load_config
+from chimera_core.errors import ChimeraError
 from chimera_core.serving.model_store import Progress as ProgressFn
 
 
@@ -138,14 +139,16 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Serve a model set with vLLM (base + role adapters) in the foreground; Ctrl-C stops."""
-        from chimera_core.artifacts import open_store
         from chimera_core.registry import ModelRegistry
-        from chimera_core.rollouts.serving import ModelServing
+        from chimera_core.rollouts.serving import ModelServing, vllm_aliases
 
         overrides = {k: v for k, v in {"serving.host": host, "serving.port": port}.items() if v}
         config = load_config(profile, overrides=overrides)
-        store = open_store(config.artifacts)
-        registry = ModelRegistry(store, config.serving.models_dir / "registry")
+        if not vllm_aliases(config):
+            raise ChimeraError(
+                f"profile {config.profile!r} has no model alias with backend 'vllm' to serve"
+            )
+        registry = ModelRegistry.for_config(config)
         versions = registry.model_set(model_set, config.models)
         serving = ModelServing(config, registry)
         try:
@@ -163,10 +166,12 @@ def register(app: typer.Typer) -> None:
             console.print(
                 Panel.fit(table, title=f"[bold green]vLLM[/] {server.base_url}", subtitle=subtitle)
             )
-            if config.serving.api_key is None:
+            if config.serving.api_key is None and console.is_terminal:
                 # The person who started a foreground server is its client: the generated key
                 # is shown here, on the terminal, and nowhere else (no log, no file).
                 console.print(f"API key (this server only): [bold]{server.api_key}[/]")
+            elif config.serving.api_key is None:
+                console.print("set CHIMERA_SERVING__API_KEY to choose the key (not shown here)")
             console.print(f"log: {server.log_path}")
             while server.failure is None:
                 time.sleep(1.0)

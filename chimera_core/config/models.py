@@ -286,7 +286,7 @@ class ServingConfig(Section):
     )
     startup_timeout_s: float = Field(600.0, gt=0, description="Start to healthy, at most.")
     max_restarts: int = Field(
-        1, ge=0, le=10, description="Restarts after the server dies while a stage runs."
+        1, ge=0, le=10, description="Restarts of a server that died, over its whole life."
     )
     extra_args: list[str] = Field(default_factory=list, description="More vLLM CLI flags.")
     env: dict[str, str] = Field(default_factory=dict, description="More server environment.")
@@ -367,6 +367,15 @@ class ChimeraConfig(Section):
             for name, role in self.roles.items()
             if role.model not in self.models
         ]
+        owners: dict[str, str] = {}
+        for alias, model in self.models.items():
+            if model.served_model in owners:
+                problems.append(
+                    f"models.{alias}.served_model: {model.served_model!r} is also "
+                    f"models.{owners[model.served_model]}.served_model; each alias needs its own "
+                    "name (the proxy routes a role by it)"
+                )
+            owners.setdefault(model.served_model, alias)
         checkpoints = {m.checkpoint for m in self.models.values() if m.backend == "vllm"}
         if len(checkpoints) > 1:
             problems.append(

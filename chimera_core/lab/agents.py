@@ -156,7 +156,7 @@ class Turn:
 def _answer_model(model: BaseChatModel, ctx: LabContext) -> Runnable[LanguageModelInput, Any]:
     """The model for a structured answer: in JSON mode when the rollout asks for it."""
     if ctx.json_mode:
-        # OpenAI JSON mode (embedded server, vLLM). Sent as a plain body field: LangChain's own
+        # OpenAI JSON mode (vLLM structured outputs). Sent as a plain body field: LangChain's own
         # ``response_format`` path raises on a reply cut at max_tokens, which we can repair.
         return model.bind(extra_body={"response_format": {"type": "json_object"}})
     return model

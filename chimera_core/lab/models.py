@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import httpx
@@ -28,7 +28,17 @@ class Endpoint:
 
     base_url: str
     model: str
-    api_key: str
+    api_key: str = field(repr=False)
+
+
+def configured_endpoint(model: ModelEndpointConfig) -> Endpoint:
+    """The endpoint an ``openai`` alias names in the config."""
+    if not model.base_url:
+        raise ChimeraError(
+            f"model {model.served_model!r} is served by Chimera's vLLM server, but no endpoint "
+            "is known for it: run it through `chimera run-task` or a stage, which start the server"
+        )
+    return Endpoint(model.base_url, model.served_model, model.api_key.get_secret_value())
 
 
 @runtime_checkable
@@ -102,13 +112,7 @@ class ConfigModelProvider:
         """Where an alias is served: the given endpoint, else its configured ``openai`` URL."""
         if alias in self.endpoints:
             return self.endpoints[alias]
-        model = self.config.models[alias]
-        if model.base_url:
-            return Endpoint(model.base_url, model.served_model, model.api_key.get_secret_value())
-        raise ChimeraError(
-            f"model alias {alias!r} is served by Chimera's vLLM server, but no endpoint is known "
-            "for it: run it through `chimera run-task` or a stage, which start the server"
-        )
+        return configured_endpoint(self.config.models[alias])
 
     def for_role(self, role: str) -> BaseChatModel:
         """The role's override if any, else its alias's model at the role's temperature."""

@@ -65,9 +65,10 @@ def _usage(state: dict[str, Any]) -> dict[str, RoleUsage]:
 class MedicalResearchAgent(LitAgent[dict[str, Any]]):
     """Runs the research lab for one task per rollout."""
 
-    def __init__(self, config: ChimeraConfig) -> None:
+    def __init__(self, config: ChimeraConfig, fallback: dict[str, Endpoint] | None = None) -> None:
         super().__init__()
         self.config = config
+        self.fallback = dict(fallback or {})  # endpoints of aliases no resource routes
 
     @cached_property
     def store(self) -> ArtifactStore:
@@ -130,7 +131,7 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
         spec = RolloutInput.model_validate(task)
         log = get_logger("rollout", run_id=spec.run_id, stage=spec.stage)
         attempt_id = rollout.attempt.attempt_id
-        endpoints: dict[str, Endpoint] = {}
+        endpoints = dict(self.fallback)
         trainable = {r.model for r in self.config.roles.values() if r.trainable}
         for alias, model in self.config.models.items():
             resource = resources.get(alias)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.lab.models import Endpoint
+
+
+def key_variable(alias: str) -> str:
+    """The environment variable that holds an alias's endpoint key in the rollout session."""
+    return "CHIMERA_ENDPOINT_KEY_" + re.sub(r"[^A-Z0-9]", "_", alias.upper())
+
+
+def key_variables(endpoints: Mapping[str, Endpoint]) -> dict[str, str]:
+    """Variable -> key for every endpoint (set in the session process before the proxy)."""
+    return {key_variable(alias): e.api_key for alias, e in endpoints.items()}
 
 
 def proxy_model_list(
@@ -23,7 +34,7 @@ def proxy_model_list(
             "litellm_params": {
                 "model": f"hosted_vllm/{endpoints[alias].model}",
                 "api_base": endpoints[alias].base_url,
-                "api_key": endpoints[alias].api_key,
+                "api_key": f"os.environ/{key_variable(alias)}",  # LiteLLM resolves it
                 "timeout": model.timeout_s,
             },
         }

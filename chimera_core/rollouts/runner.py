@@ -8,8 +8,8 @@ and its spans saved next to its record as it completes. Tasks whose record alrea
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
-import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,15 +23,9 @@ from chimera_core.lab.models import Endpoint
 from chimera_core.logs import get_logger
 from chimera_core.plugins import get_registry
 from chimera_core.rollouts.agl_env import prepare_agl_environment
-from chimera_core.rollouts.proxy import proxy_model_list
+from chimera_core.rollouts.proxy import key_variables, proxy_model_list
+from chimera_core.serving.vllm_server import free_port
 from chimera_core.tracking import Tracker
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def record_key(prefix: str, task_id: str) -> str:
@@ -176,6 +170,9 @@ def _run_with_agl(
 ) -> None:
     """One Agent Lightning session over the inputs."""
     prepare_agl_environment()
+    # The proxy's model list names each key by variable: Agent Lightning writes that list to a
+    # temporary YAML file, and a key must never land in a file.
+    os.environ.update(key_variables(endpoints))
     import agentlightning as agl
     from agentlightning.utils.server_launcher import PythonServerLauncherArgs
 

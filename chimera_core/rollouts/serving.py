@@ -17,7 +17,7 @@ from rich.console import Console
 
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.errors import ChimeraError
-from chimera_core.lab.models import Endpoint
+from chimera_core.lab.models import Endpoint, configured_endpoint
 from chimera_core.registry import BASE, ModelRegistry
 from chimera_core.serving.vllm_server import ServerSpec, VLLMServer
 
@@ -87,7 +87,9 @@ class ModelServing:
 
     def start(self, adapters: Mapping[str, Path] | None = None) -> VLLMServer:
         """The running server (started now, with ``adapters``, if it is not up yet)."""
-        if self.server is None:
+        if self.server is not None:
+            self.server.check()  # a server gone for good is reported, not reused
+        else:
             base_dir, base_name = base_model(self.config)
             spec = ServerSpec(base_dir, base_name, dict(adapters or {}))
             log_dir = self.config.serving.models_dir.expanduser().resolve().parent / "run"
@@ -108,10 +110,7 @@ class ModelServing:
                 server.load_adapter(name, path)
         for alias, model in self.config.models.items():
             if model.backend == "openai":
-                assert model.base_url is not None  # the config's validator requires it
-                out[alias] = Endpoint(
-                    model.base_url, model.served_model, model.api_key.get_secret_value()
-                )
+                out[alias] = configured_endpoint(model)
                 continue
             assert server is not None
             version = model_set.get(alias, BASE)
@@ -122,6 +121,7 @@ class ModelServing:
     def offer(self, alias: str, version: str) -> None:
         """Load a just-registered version into a running server (nothing if none runs)."""
         if self.server is not None and alias in vllm_aliases(self.config):
+            self.server.check()
             path = self.registry.fetch_adapter(alias, version)
             self.server.load_adapter(adapter_name(alias, version), path)
 

@@ -1,1 +1,1 @@
-"""Embedded model serving: prepared checkpoints, an OpenAI-compatible server and its lifecycle."""
+"""Model serving: prepared base models, and the vLLM server Chimera starts for a model set."""

@@ -60,7 +60,7 @@ class StageContext:
     @property
     def models(self) -> ModelRegistry:
         """The model registry on this run's artifact store (fetched versions cached locally)."""
-        return ModelRegistry(self.store, self.config.serving.models_dir / "registry")
+        return ModelRegistry.for_config(self.config, self.store)
 
     def model_serving(self) -> ModelServing:
         """The vLLM server of this process (shared by a pipeline's stages); started on need."""

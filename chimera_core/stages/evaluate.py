@@ -58,7 +58,6 @@ def _evaluate_set(
     tasks: list[Any],
 ) -> list[RolloutRecord]:
     policy_dir, policy_version = bandit_policy_dir(registry, model_set.get(POLICY_ALIAS, "base"))
-    models = {a: v for a, v in model_set.items() if a != POLICY_ALIAS}
     metrics_path = (
         ctx.config.tracking.wandb_dir.parent / "metrics" / ctx.run_id / f"evaluate-{label}.jsonl"
     )
@@ -66,7 +65,7 @@ def _evaluate_set(
         records, _ = served_rollouts(
             ctx,
             tasks,
-            models,
+            model_set,  # the records keep the policy's version too; serving skips it
             prefix=ctx.key(label),
             tracker=t,
             explore=False,

@@ -84,7 +84,7 @@ def served_rollouts(
     records = run_once()
     failed = len(tasks) - sum(r.status == "succeeded" for r in records)
     if server is not None:
-        server.check()
+        server.settle()  # a death in the last instants is handled (or reported) first
         if server.restarts > restarts and failed:
             ctx.log.warning(
                 "the model server was restarted during the stage; running the %d failed "
@@ -92,10 +92,11 @@ def served_rollouts(
                 failed,
             )
             records = run_once()
-            server.check()
+            server.settle()
     cache_after = _prefix_cache(serving)
     hit_rate = None
-    if cache_before and cache_after and cache_after[0] > cache_before[0]:
+    restarted = server is not None and server.restarts > restarts  # counters were reset
+    if cache_before and cache_after and cache_after[0] > cache_before[0] and not restarted:
         hit_rate = (cache_after[1] - cache_before[1]) / (cache_after[0] - cache_before[0])
         ctx.log.info("prefix cache: %.1f%% of prompt tokens were cached", 100 * hit_rate)
     return records, hit_rate

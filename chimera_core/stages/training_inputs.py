@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from chimera_core.data.training_data import TrainingData
-from chimera_core.errors import ChimeraError
+from chimera_core.errors import ChimeraError, FaultError
 from chimera_core.registry import BASE
 from chimera_core.rollouts.runner import load_records, load_spans
 from chimera_core.stages.base import StageContext, StageResult
@@ -95,7 +95,7 @@ def train_and_register(
     with tempfile.TemporaryDirectory() as tmp:
         result = train(base_dir, parent_adapter, Path(tmp) / "model")
         if not is_adapter_dir(Path(result.output_dir)):
-            raise ChimeraError(
+            raise FaultError(
                 f"the {ctx.stage} trainer saved no LoRA adapter in {result.output_dir}"
             )
         version = registry.register(

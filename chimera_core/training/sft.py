@@ -118,7 +118,10 @@ def train_sft(
         model, tokenizer = _load_unsloth(base_dir, parent_adapter, cfg, lora)
     else:
         model, tokenizer = load_for_training(base_dir, parent_adapter, lora)
-    on_gpu = backend == "unsloth"
+    import torch
+
+    # TRL trains on CUDA too when unsloth is absent; only a machine without CUDA is a CPU run.
+    on_gpu = torch.cuda.is_available()
     progress = RichProgressCallback(f"sft ({backend})")
     work = output_dir.parent / f".{output_dir.name}.trainer"
     args = TRLSFTConfig(

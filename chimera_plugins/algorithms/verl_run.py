@@ -59,7 +59,7 @@ def run_verl(ctx: StageContext) -> StageResult:
     others = {
         a: v for a, v in registry.model_set("champion", ctx.config.models).items() if a != alias
     }
-    with serve_model_set(ctx.config, others, registry) as base_urls:
+    with serve_model_set(ctx.config, others, registry) as endpoints:
         inputs = [
             {
                 "run_id": ctx.run_id,
@@ -68,7 +68,6 @@ def run_verl(ctx: StageContext) -> StageResult:
                 "record_key": record_key(ctx.key("rollouts"), t.id),
                 "spans_key": spans_key(ctx.key("rollouts"), t.id),
                 "explore": True,
-                "base_urls": base_urls,
             }
             for t in train
         ]
@@ -78,7 +77,10 @@ def run_verl(ctx: StageContext) -> StageResult:
             algorithm=agl.VERL(config),
             adapter=agl.TracerTraceToTriplet(agent_match=rf"^({seniors})(\.|$)"),
         )
-        trainer.fit(MedicalResearchAgent(ctx.config), train_dataset=inputs)
+        # VERL publishes only the trained model; the other aliases keep their endpoints, held
+        # by the agent in memory (not in the dataset, so the server key stays out of VERL).
+        agent = MedicalResearchAgent(ctx.config, fallback={a: endpoints[a] for a in others})
+        trainer.fit(agent, train_dataset=inputs)
     version = registry.register(
         alias,
         latest_actor_adapter(work),

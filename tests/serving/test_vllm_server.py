@@ -86,8 +86,9 @@ def test_the_key_is_in_the_environment_never_on_the_command_line(server: VLLMSer
 def test_adapters_load_at_runtime_by_name(server: VLLMServer, tmp_path: Path) -> None:
     server.load_adapter("junior-sft-r1", _adapter(tmp_path / "a1"))
     assert server.models() == ["base-model", "junior-sft-r1"]
-    with pytest.raises(ModelServerError, match="refused adapter 'bad'"):
+    with pytest.raises(ChimeraError, match="refused adapter 'bad'") as caught:
         server.load_adapter("bad", tmp_path / "missing")
+    assert caught.value.exit_code == 2  # the adapter is the user's to fix
 
 
 def test_a_killed_server_is_restarted_once_with_its_adapters(
@@ -99,10 +100,10 @@ def test_a_killed_server_is_restarted_once_with_its_adapters(
         port, key, first = server.port, server.api_key, server.process
         assert first is not None
         os.killpg(first.pid, signal.SIGKILL)
-        _wait(lambda: server.restarts == 1 and server.alive)
-        assert (server.port, server.api_key) == (port, key)
-        _wait(lambda: "senior-ppo-r1" in server.models())
-        server.check()  # restarted: nothing to report
+        _wait(lambda: server.restarts == 1)
+        server.settle()  # waits for the restarted server's health; nothing to report
+        assert server.alive and (server.port, server.api_key) == (port, key)
+        assert "senior-ppo-r1" in server.models()
 
         os.killpg(server.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
         _wait(lambda: server.failure is not None)
@@ -132,7 +133,7 @@ def test_a_server_that_cannot_start_names_its_log(tmp_path: Path) -> None:
 
 
 def test_command_has_the_serving_flags_and_no_secret(tmp_path: Path) -> None:
-    settings = ServingConfig(vllm_python="py", api_key="s3cret", max_num_seqs=4)  # type: ignore[arg-type]
+    settings = ServingConfig(vllm_python="sh", api_key="s3cret", max_num_seqs=4)  # type: ignore[arg-type]
     spec = ServerSpec(tmp_path, "base", {"junior-sft-r": tmp_path / "a"})
     command = server_command(spec, settings, 8123)
     for flag in (
