@@ -270,7 +270,10 @@ class ServingConfig(Section):
     api_key: SecretStr | None = Field(
         None, description="Bearer key of the server; None: a new random key per server start."
     )
-    dtype: str = Field("bfloat16", description="vLLM --dtype.")
+    dtype: str = Field(
+        "float32",
+        description="vLLM --dtype (float32 suits CPUs without bf16 matmul; auto on GPUs).",
+    )
     chat_template: Literal["chimera", "model"] = Field(
         "chimera",
         description="chimera: ChatML with Hermes tool calls (for models whose own template "
