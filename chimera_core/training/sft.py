@@ -132,6 +132,10 @@ def train_sft(
         learning_rate=cfg.learning_rate,
         max_length=cfg.max_seq_length,
         completion_only_loss=True,
+        # A lab prompt (shared task block, demonstration, inputs) can outgrow max_seq_length;
+        # cutting its start keeps the answer being learned, where keep_start would drop the
+        # whole example (TRL deprecates keep_end for 2.0; revisit then).
+        truncation_mode="keep_end",
         logging_steps=1,
         save_strategy="no",
         report_to="none",
