@@ -155,3 +155,13 @@ def test_merge_refuses_a_used_destination_and_a_non_adapter(
     with pytest.raises(ChimeraError, match="is not a LoRA adapter"):
         merge_adapter(tiny_llama_dir, tiny_llama_dir, tmp_path / "new")
     assert (used / "x").read_text() == "keep me"
+
+
+def test_sft_keeps_the_answer_of_an_example_longer_than_max_seq_length(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    long_prompt = "Study context: " + "the trial measured outcomes. " * 200  # >> 64 tokens
+    convs = [[{**CONVS[0][0], "content": long_prompt}, CONVS[0][1]]] * 2
+    cfg = _sft_config(4, 1e-2).model_copy(update={"max_seq_length": 64})
+    result = train_sft(tiny_llama_dir, convs, cfg, tmp_path / "sft")
+    assert result.steps == cfg.max_steps and result.losses  # not dropped: trained on the answer
