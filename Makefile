@@ -64,10 +64,11 @@ test: setup  ## the whole test suite (slow tests included, as in CI)
 test-fast: setup  ## unit tests only (no real model)
 	$(BIN)/python -m pytest -m "not slow"
 
-lint: setup  ## ruff and mypy
+lint: setup  ## ruff, mypy and the import contracts (.importlinter: layers, the plugin API)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: setup  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -7,7 +7,7 @@ trace, rollout and attempt ids and its own task id, so nothing can be shared bet
 Measured two ways, each the median of ``REPEATS`` passes:
   - ``HierarchicalTraceAdapter.adapt`` on the traces in memory (JSON dicts -> SFT conversations
     of the juniors, triplets with token ids of the seniors, the supervisor's bandit sample);
-  - ``stages.training_inputs.adapt_rollouts``, what the training stages call: records and spans
+  - ``stages.training_stage.adapt_rollouts``, what the training stages call: records and spans
     read from a local artifact store, then adapted.
 
 Run: ``python -m benchmarks.run adapter``.
@@ -83,9 +83,9 @@ def run() -> dict[str, Any]:
     from chimera_core.artifacts import LocalArtifactStore
     from chimera_core.data.rollouts import RolloutRecord
     from chimera_core.plugins import get_registry
-    from chimera_core.rollouts.runner import record_key, spans_key
+    from chimera_core.rollouts.storage import record_key, spans_key
     from chimera_core.stages.base import StageContext
-    from chimera_core.stages.training_inputs import adapt_rollouts
+    from chimera_core.stages.training_stage import adapt_rollouts
     from chimera_plugins.adapters.hierarchical import HierarchicalTraceAdapter, TracedRollout
 
     dataset = load_dataset()
@@ -128,7 +128,7 @@ def run() -> dict[str, Any]:
         "spans_per_s_from_store": result(
             median(from_store),
             "spans/s",
-            notes="stages.training_inputs.adapt_rollouts: the same rollouts read from a local "
+            notes="stages.training_stage.adapt_rollouts: the same rollouts read from a local "
             "artifact store (records + spans JSON), then adapted",
         ),
         "ms_per_rollout": result(1000 * n_spans / median(in_memory) / len(dataset), "ms"),

@@ -24,18 +24,13 @@ from benchmarks.common import REPO, bench_config, result, skip_real
 
 def fresh_run() -> tuple[Path, str, float]:
     """Run the local profile's whole pipeline; return (artifacts root, run id, wall seconds)."""
-    from chimera_core.cli.pipeline_cmds import run_pipeline
+    from chimera_core.pipeline import run_pipeline
 
     workdir = Path(tempfile.mkdtemp(prefix="chimera-bench-pipeline-"))
     config = bench_config(workdir=workdir)
-    overrides = {
-        "artifacts.local_root": config.artifacts.local_root,
-        "tracking.wandb_mode": "disabled",
-        "tracking.wandb_dir": config.tracking.wandb_dir,
-    }
     run_id = "bench-pipeline"
     start = time.perf_counter()
-    run_pipeline(config.orchestration.stages, "local", run_id, overrides)
+    run_pipeline(config, config.orchestration.stages, run_id)
     return Path(config.artifacts.local_root), run_id, time.perf_counter() - start
 
 

@@ -121,7 +121,7 @@ def measure_direct(url: str) -> dict[str, float]:
 
 def rollout_windows(store: Any, prefix: str, task_ids: list[str]) -> list[tuple[float, float]]:
     """Each rollout's (start, end) from its saved spans (the runner's session span)."""
-    from chimera_core.rollouts.runner import load_spans
+    from chimera_core.rollouts.storage import load_spans
 
     windows = []
     for task_id in task_ids:
@@ -178,7 +178,7 @@ def run_through_runner(
 
 
 def _spans(store: Any, prefix: str, task_id: str) -> list[dict[str, Any]]:
-    from chimera_core.rollouts.runner import load_spans
+    from chimera_core.rollouts.storage import load_spans
 
     return load_spans(store, prefix, task_id)
 
@@ -215,8 +215,8 @@ def measure_real() -> dict[str, float]:
     from chimera_core.artifacts import open_store
     from chimera_core.lab.models import ConfigModelProvider
     from chimera_core.lab.run import run_task
-    from chimera_core.registry import ModelRegistry
-    from chimera_core.rollouts.serving import serve_model_set
+    from chimera_core.model_registry import ModelRegistry
+    from chimera_core.serving.model_sets import serve_model_set
 
     config = bench_config()
     (task,) = train_tasks(config, 1)

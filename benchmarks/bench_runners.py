@@ -33,8 +33,8 @@ def measure() -> dict[int, dict[str, float]]:
     from benchmarks.bench_rollout import run_through_runner
     from benchmarks.bench_server import concurrent_tokens_s
     from chimera_core.artifacts import open_store
-    from chimera_core.registry import ModelRegistry
-    from chimera_core.rollouts.serving import ModelServing
+    from chimera_core.model_registry import ModelRegistry
+    from chimera_core.serving.model_sets import ModelServing
 
     workdir = Path(tempfile.mkdtemp(prefix="chimera-bench-runners-"))
     config = bench_config({"stages.gather.max_attempts": 1}, workdir)

@@ -78,8 +78,8 @@ def concurrent_tokens_s(endpoint: Any, clients: int, n: int = NEW_TOKENS) -> flo
 def measure() -> dict[str, float]:
     """Start a server for the local profile's base set and measure it."""
     from chimera_core.artifacts import open_store
-    from chimera_core.registry import ModelRegistry
-    from chimera_core.rollouts.serving import ModelServing
+    from chimera_core.model_registry import ModelRegistry
+    from chimera_core.serving.model_sets import ModelServing
 
     workdir = Path(tempfile.mkdtemp(prefix="chimera-bench-server-"))
     config = bench_config({}, workdir)

@@ -8,7 +8,7 @@ Same data, same model, same LoRA and trainer settings on both sides:
   - LoRA and trainer: the local profile's ``stages.sft`` (r, alpha, q/k/v/o, batch size,
     accumulation, learning rate, max length), completion-only loss, CPU flags.
 
-Chimera: ``chimera_core.training.sft.train_sft`` (model load, LoRA wrap, rich progress
+Chimera: ``chimera_plugins.algorithms.sft_trainer.train_sft`` (model load, LoRA wrap, rich progress
 callback, train, merge and save). Direct: ``trl.SFTTrainer(peft_config=...)`` with TRL's
 defaults for everything else. A callback on both records when each optimizer step ends;
 seconds/step is the mean of the steps after ``WARMUP`` (model load, dataset preparation and the
@@ -73,7 +73,7 @@ def conversations() -> list[list[dict[str, str]]]:
 
 def chimera_step(base_dir: Path, convs: list[Any], cfg: Any, workdir: Path) -> float:
     """Seconds/step of Chimera's SFT path (after warm-up)."""
-    from chimera_core.training.sft import train_sft
+    from chimera_plugins.algorithms.sft_trainer import train_sft
 
     timer = StepTimer()
     train_sft(base_dir, convs, cfg, workdir / f"chimera-{time.monotonic_ns()}", callbacks=[timer])
@@ -88,7 +88,7 @@ def direct_step(base_dir: Path, convs: list[Any], cfg: Any, workdir: Path) -> fl
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from chimera_core.training.sft import to_prompt_completion
+    from chimera_plugins.algorithms.sft_trainer import to_prompt_completion
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
@@ -132,8 +132,10 @@ def run() -> dict[str, Any]:
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     config = bench_config()
-    cfg = config.stages.sft.model_copy(
-        update={"max_steps": WARMUP + MEASURED, "use_unsloth": "never"}
+    from chimera_plugins.algorithms.options import SFTOptions
+
+    cfg = SFTOptions.model_validate(
+        {**config.stages.sft.options, "max_steps": WARMUP + MEASURED, "use_unsloth": "never"}
     )
     base_dir = prepare_model(config.serving.models_dir).path
     convs = conversations()

@@ -39,3 +39,7 @@ class ArtifactError(ChimeraError):
 
 class ArtifactNotFound(ArtifactError):
     """The artifact does not exist."""
+
+
+SKIP_EXIT_CODE = 99
+"""``chimera stage --only`` exits with it when the stage is not selected (Airflow: skipped)."""

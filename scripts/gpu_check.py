@@ -44,10 +44,10 @@ def main() -> int:
     import torch
 
     from chimera_core.config import load_config
-    from chimera_core.config.models import PPOConfig, SFTConfig
     from chimera_core.serving.model_store import prepare_model
-    from chimera_core.training.grpo import train_grpo
-    from chimera_core.training.sft import train_sft
+    from chimera_plugins.algorithms.grpo_trainer import train_grpo
+    from chimera_plugins.algorithms.options import GRPOOptions, SFTOptions
+    from chimera_plugins.algorithms.sft_trainer import train_sft
 
     work = Path(tempfile.mkdtemp(prefix="chimera-gpu-check-"))
     config = load_config(
@@ -77,7 +77,7 @@ def main() -> int:
             ]
             for i in range(8)
         ]
-        cfg = SFTConfig(lora_r=8, max_steps=1, batch_size=2, grad_accum=1, max_seq_length=256)
+        cfg = SFTOptions(lora_r=8, max_steps=1, batch_size=2, grad_accum=1, max_seq_length=256)
         result = train_sft(found["base"], convs, cfg, work / "sft")
         found["adapter"] = work / "sft"
         return f"{result.backend}, loss {result.losses[-1]:.3f}, {result.seconds:.1f} s"
@@ -88,7 +88,7 @@ def main() -> int:
         def reward(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
             return [float("yes" in str(c).lower()) for c in completions]
 
-        cfg = PPOConfig(total_steps=1, rollout_n=2, train_batch_size=2, max_response_length=16)
+        cfg = GRPOOptions(total_steps=1, rollout_n=2, train_batch_size=2, max_response_length=16)
         result = train_grpo(found["base"], examples * 2, reward, cfg, work / "grpo")
         return f"{result.steps} step, {result.seconds:.1f} s"
 
@@ -96,8 +96,8 @@ def main() -> int:
         from chimera_core.artifacts import open_store
         from chimera_core.data.tasks import ResearchTask
         from chimera_core.lab import ConfigModelProvider, run_task
-        from chimera_core.registry import ModelRegistry
-        from chimera_core.rollouts.serving import ModelServing
+        from chimera_core.model_registry import ModelRegistry
+        from chimera_core.serving.model_sets import ModelServing
 
         registry = ModelRegistry(open_store(config.artifacts), work / "registry")
         serving = ModelServing(config, registry, run_id="gpu-check")

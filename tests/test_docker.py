@@ -25,7 +25,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from chimera_core.config import load_config
-from chimera_plugins.algorithms.verl import REQUIRED_MODULES
+from chimera_plugins.algorithms.verl_config import REQUIRED_MODULES
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"

@@ -59,7 +59,7 @@ def random_adapter(base_dir: Path, path: Path, r: int = 4, seed: int = 1) -> Pat
     """A rank-``r`` adapter for ``base_dir`` with random (non-zero) weights, saved in ``path``."""
     import torch
 
-    from chimera_core.training.checkpoint import LoraSpec, load_for_training, save_adapter
+    from chimera_plugins.algorithms.lora import LoraSpec, load_for_training, save_adapter
 
     model, _ = load_for_training(base_dir, None, LoraSpec(r, 2 * r))
     torch.manual_seed(seed)

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from chimera_core.config import ChimeraConfig, load_config
+from chimera_core.config import ChimeraConfig
+from chimera_core.plugins import load_checked_config
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -23,5 +24,5 @@ ProfileOption = Annotated[
 
 
 def load_profile(profile: str | None) -> ChimeraConfig:
-    """Load and validate the profile for a command."""
-    return load_config(profile)
+    """Load the profile for a command; check its plugin names and algorithm options too."""
+    return load_checked_config(profile)

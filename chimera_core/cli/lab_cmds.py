@@ -16,7 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from chimera_core.cli.common import ProfileOption, console
-from chimera_core.config import ChimeraConfig, load_config
+from chimera_core.config import ChimeraConfig
 from chimera_core.data.pubmedqa import load_tasks, source_description
 from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import ChimeraError
@@ -24,8 +24,9 @@ from chimera_core.lab import ConfigModelProvider, LabEvent, build_graph, run_tas
 from chimera_core.lab.drawing import role_tiers, write_drawing
 from chimera_core.lab.run import usage_by_role
 from chimera_core.lab.supervisor_policy import SupervisorPolicy
-from chimera_core.registry import ModelRegistry
-from chimera_core.rollouts.serving import serve_model_set
+from chimera_core.model_registry import ModelRegistry
+from chimera_core.plugins import load_checked_config
+from chimera_core.serving.model_sets import serve_model_set
 
 RUNS_DIR = Path(".chimera/runs")
 SHOWN_CHARS = 400  # a tiny model can ramble for hundreds of tokens; the JSON keeps all of it
@@ -81,7 +82,7 @@ class ServedModels:
 def resolve_models(config: ChimeraConfig, name: str) -> ServedModels:
     """The registry's versions for a set (``champion`` or ``base``) and its bandit policy."""
     from chimera_core.rollouts.policies import BanditSupervisorPolicy
-    from chimera_core.rollouts.serving import POLICY_ALIAS, bandit_policy_dir
+    from chimera_core.serving.model_sets import POLICY_ALIAS, bandit_policy_dir
     from chimera_core.training.bandit import LinearBanditPolicy
 
     registry = ModelRegistry.for_config(config)
@@ -201,7 +202,7 @@ def register(app: typer.Typer) -> None:
         if (task_id is None) == (question is None) or (question is None) != (context is None):
             raise ChimeraError("give either --task-id, or --question together with --context")
         overrides = {"tools.online": online} if online is not None else {}
-        config = load_config(profile, overrides=overrides)
+        config = load_checked_config(profile, overrides=overrides)
         if task_id is not None:
             with console.status("loading PubMedQA..."):
                 task = find_task(config, task_id)
@@ -259,6 +260,6 @@ def register(app: typer.Typer) -> None:
         profile: ProfileOption = None,
     ) -> None:
         """Draw the lab's workflow for a profile's roles."""
-        config = load_config(profile)
+        config = load_checked_config(profile)
         path = write_drawing(build_graph(config), out, role_tiers(config.roles))
         console.print(f"workflow -> {path}")

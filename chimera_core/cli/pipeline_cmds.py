@@ -2,60 +2,29 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from chimera_core.artifacts import open_store
 from chimera_core.cli.common import ProfileOption, console
-from chimera_core.config import load_config
-from chimera_core.errors import ChimeraError
-from chimera_core.registry import ModelRegistry
-from chimera_core.rollouts.serving import ModelServing
-from chimera_core.stages import StageResult, execute_stage, new_run_id, safe_run_id, stage_fn
-
-# Stages that train on the GPU: a CUDA vLLM server holding its share of GPU memory is stopped first.
-GPU_TRAINING = frozenset({"sft", "ppo"})
+from chimera_core.config import ChimeraConfig
+from chimera_core.pipeline import PipelineResult, run_pipeline
+from chimera_core.plugins import load_checked_config
+from chimera_core.stages import StageResult, new_run_id, safe_run_id
 
 
-def run_pipeline(
-    stages: list[str], profile: str | None, run_id: str, overrides: dict[str, Any] | None = None
-) -> list[StageResult]:
-    """Run stages in order; finished ones are reused, so a rerun with the run id resumes."""
-    config = load_config(profile, overrides=overrides)
-    for name in stages:
-        stage_fn(name)  # fail on a typo before any work
-    results: list[StageResult] = []
-    start = time.perf_counter()
-    store = open_store(config.artifacts)
-    # One model server for the whole run: started by the first stage that needs it, a trained
-    # adapter is loaded into it by name, and evaluate finds every set's adapters there.
-    serving = ModelServing(config, ModelRegistry.for_config(config, store), run_id=run_id)
-    try:
-        for i, name in enumerate(stages, start=1):
-            console.rule(f"[bold]{i}/{len(stages)} {name}[/]  run {run_id}")
-            if name in GPU_TRAINING and config.serving.gpu_memory_utilization:
-                serving.close()  # the trainers need the GPU memory; evaluate starts it again
-            try:
-                result = execute_stage(
-                    stage_fn(name), name, config, run_id, store=store, serving=serving
-                )
-            except ChimeraError as exc:
-                wrapped = ChimeraError(
-                    f"stage {name!r} failed: {exc}\n"
-                    f"resume with: chimera pipeline run --run-id {run_id}"
-                )
-                wrapped.exit_code = exc.exit_code  # a fault (1) stays a fault
-                raise wrapped from None
-            results.append(result)
-            state = "reused" if result.resumed else f"{result.seconds:.0f}s"
-            console.print(f"[green]✓[/] {name} ({state})")
-    finally:
-        serving.close()
-    _summary(results, run_id, time.perf_counter() - start)
-    return results
+def _run(config: ChimeraConfig, stages: list[str], run_id: str) -> PipelineResult:
+    def started(i: int, name: str) -> None:
+        console.rule(f"[bold]{i}/{len(stages)} {name}[/]  run {run_id}")
+
+    def finished(result: StageResult) -> None:
+        state = "reused" if result.resumed else f"{result.seconds:.0f}s"
+        console.print(f"[green]✓[/] {result.stage} ({state})")
+
+    outcome = run_pipeline(config, stages, run_id, on_stage=started, on_result=finished)
+    _summary(outcome.results, run_id, outcome.seconds)
+    return outcome
 
 
 def _summary(results: list[StageResult], run_id: str, seconds: float) -> None:
@@ -99,9 +68,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """ingest -> gather -> sft -> ppo -> bandit -> evaluate -> promote, resumable."""
-        config = load_config(profile)
+        config = load_checked_config(profile)
         chosen = [s.strip() for s in stages.split(",")] if stages else config.orchestration.stages
-        run_pipeline(chosen, profile, safe_run_id(run_id) if run_id else new_run_id("pipeline"))
+        _run(config, chosen, safe_run_id(run_id) if run_id else new_run_id("pipeline"))
 
     app.add_typer(group, name="pipeline")
 
@@ -119,4 +88,5 @@ def register(app: typer.Typer) -> None:
         overrides: dict[str, Any] = {"stages.evaluate.model_set": model_set}
         if tasks:
             overrides["stages.evaluate.n_tasks"] = tasks
-        run_pipeline(["ingest", "evaluate"], profile, new_run_id("evaluate"), overrides)
+        config = load_checked_config(profile, overrides=overrides)
+        _run(config, ["ingest", "evaluate"], new_run_id("evaluate"))

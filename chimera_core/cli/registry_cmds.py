@@ -11,7 +11,7 @@ from rich.table import Table
 from chimera_core.cli.common import ProfileOption, console, load_profile
 from chimera_core.config import ChimeraConfig
 from chimera_core.errors import ChimeraError
-from chimera_core.registry import BASE, ModelRegistry
+from chimera_core.model_registry import BASE, ModelRegistry
 from chimera_core.training.checkpoint import require_empty_dir
 
 

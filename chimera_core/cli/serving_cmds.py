@@ -139,8 +139,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Serve a model set with vLLM (base + role adapters) in the foreground; Ctrl-C stops."""
-        from chimera_core.registry import ModelRegistry
-        from chimera_core.rollouts.serving import ModelServing, vllm_aliases
+        from chimera_core.model_registry import ModelRegistry
+        from chimera_core.serving.model_sets import ModelServing, vllm_aliases
 
         overrides = {k: v for k, v in {"serving.host": host, "serving.port": port}.items() if v}
         config = load_config(profile, overrides=overrides)

@@ -9,11 +9,10 @@ from typing import Annotated, Any
 import typer
 
 from chimera_core.cli.common import ProfileOption, console
-from chimera_core.config import load_config
-from chimera_core.errors import ChimeraError
+from chimera_core.errors import SKIP_EXIT_CODE, ChimeraError
+from chimera_core.plugins import load_checked_config
 from chimera_core.stages import execute_stage, safe_run_id, stage_fn
 
-SKIP_EXIT_CODE = 99  # Airflow maps it to "skipped" (skip_on_exit_code)
 LIMITED_STAGES = ("gather", "evaluate")  # the stages that run a number of tasks
 
 
@@ -55,7 +54,7 @@ def register(app: typer.Typer) -> None:
                     f"--limit applies to {', '.join(LIMITED_STAGES)}, not stage {name!r}"
                 )
             overrides[f"stages.{name}.n_tasks"] = limit
-        config = load_config(profile, overrides=overrides)
+        config = load_checked_config(profile, overrides=overrides)
         result = execute_stage(stage_fn(name), name, config, safe_run_id(run_id), force=force)
         payload = result.model_dump(mode="json")
         if xcom_file is not None:

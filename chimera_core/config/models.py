@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -142,7 +142,7 @@ class RewardsConfig(Section):
 
 
 class GatherConfig(Section):
-    """Phase 1: rollouts of the current models on training tasks."""
+    """Stage gather: rollouts of the champion models on training tasks."""
 
     n_tasks: int = Field(8, ge=1)
     split: str = "train"
@@ -158,53 +158,21 @@ class GatherConfig(Section):
     retry_backoff_s: float = Field(2.0, ge=0.0, description="First retry wait, doubled each try.")
 
 
-class SFTConfig(Section):
-    """Phase 2: SFT on successful junior traces."""
+class TrainingStageConfig(Section):
+    """A training stage: the algorithm plugin it runs and that algorithm's options.
 
-    algorithm: str = "sft"
-    reward_threshold: float = Field(0.8, ge=0.0, le=1.0)
-    top_quantile: float | None = Field(
-        None, gt=0.0, le=1.0, description="Keep the best fraction instead of a fixed threshold."
+    The options are validated against the algorithm's own options model when the config is
+    loaded by a command (``chimera_core.plugins.check_config``); unknown keys are errors.
+    """
+
+    algorithm: str = Field(description="A registered algorithm (`chimera plugins list`).")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The algorithm's options (its options model)."
     )
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(16, ge=1)
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
-    )
-    batch_size: int = Field(2, ge=1)
-    grad_accum: int = Field(4, ge=1)
-    learning_rate: float = Field(2e-4, gt=0)
-    max_steps: int = Field(10, ge=1)
-    max_seq_length: int = Field(2048, ge=64)
-    use_unsloth: Literal["auto", "never", "always"] = "auto"
 
 
-class PPOConfig(Section):
-    """Phase 3: RL for the senior roles (VERL on GPU, TRL GRPO on CPU)."""
-
-    algorithm: str = "grpo"
-    adv_estimator: str = "grpo"
-    train_batch_size: int = Field(4, ge=1)
-    max_prompt_length: int = Field(4096, ge=16)
-    max_response_length: int = Field(2048, ge=8)
-    rollout_n: int = Field(2, ge=1)
-    gpu_memory_utilization: float = Field(0.6, gt=0.0, le=1.0)
-    ppo_mini_batch_size: int = Field(4, ge=1)
-    learning_rate: float = Field(1e-6, gt=0)
-    epochs: int = Field(2, ge=1)
-    total_steps: int = Field(10, ge=1)
-    test_freq: int = Field(5, ge=1)
-    save_freq: int = Field(5, ge=1)
-    lora_r: int = Field(16, ge=1)
-
-
-class BanditConfig(Section):
-    """Phase 4: contextual bandit for the supervisor."""
-
-    algorithm: str = "bandit"
-    n_features: int = Field(2**12, ge=16, description="Hashing vectorizer width.")
-    epsilon: float = Field(0.2, ge=0.0, le=1.0)
-    l2: float = Field(1e-3, ge=0.0)
+def _training(algorithm: str) -> Any:
+    return Field(default_factory=lambda: TrainingStageConfig(algorithm=algorithm))
 
 
 class EvaluateConfig(Section):
@@ -226,9 +194,12 @@ class StagesConfig(Section):
     """Per-stage settings."""
 
     gather: GatherConfig = Field(default_factory=GatherConfig)
-    sft: SFTConfig = Field(default_factory=SFTConfig)
-    ppo: PPOConfig = Field(default_factory=PPOConfig)
-    bandit: BanditConfig = Field(default_factory=BanditConfig)
+    trace_adapter: str = Field(
+        "hierarchical", description="The adapter plugin that turns traces into training data."
+    )
+    sft: TrainingStageConfig = _training("sft")
+    ppo: TrainingStageConfig = _training("grpo")
+    bandit: TrainingStageConfig = _training("bandit")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
 
@@ -386,13 +357,6 @@ class ChimeraConfig(Section):
                 f"({', '.join(sorted(checkpoints))}); one server serves one base model, and "
                 "trained versions are adapters on it"
             )
-        for stage in ("sft", "ppo"):
-            rank = getattr(self.stages, stage).lora_r
-            if rank > self.serving.max_lora_rank:
-                problems.append(
-                    f"stages.{stage}.lora_r: {rank} is above serving.max_lora_rank "
-                    f"({self.serving.max_lora_rank}); the server could not load the adapter"
-                )
         if self.rewards.judge_model not in self.models:
             problems.append(
                 f"rewards.judge_model: unknown model alias {self.rewards.judge_model!r} "

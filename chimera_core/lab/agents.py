@@ -16,6 +16,8 @@ from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
+from chimera_core.data.agent_outputs import Output, SupervisorChoice
+from chimera_core.data.output_parsing import ParseResult, T, parse_with_repair
 from chimera_core.lab.context import LabContext
 from chimera_core.lab.evidence import (
     ToolResult,
@@ -24,7 +26,6 @@ from chimera_core.lab.evidence import (
     gather_evidence,
     run_tool,
 )
-from chimera_core.lab.parsing import ParseResult, T, parse_with_repair
 from chimera_core.lab.prompts import (
     copied_example,
     demonstration,
@@ -35,7 +36,6 @@ from chimera_core.lab.prompts import (
     user_prompt,
 )
 from chimera_core.lab.roles import RoleSpec
-from chimera_core.lab.schemas import Output, SupervisorChoice
 from chimera_core.lab.state import AgentState
 from chimera_core.lab.supervisor_policy import Choice, LLMPolicy
 from chimera_core.plugins import Tool

@@ -1,4 +1,4 @@
-"""The lab's LangGraph workflow, per the seed spec's graph rules; node names are role names.
+"""The lab's LangGraph workflow; node names are role names (routing rules in routing.py).
 
 START fans out to every junior in parallel; a tool-using agent loops agent -> tools -> agent
 until it stops calling tools or a bound is hit; the supervisor is deferred until every junior
@@ -29,6 +29,23 @@ PEER_REVIEWER = "PeerReviewer"
 SAFETY_OFFICER = "SafetyOfficer"
 PI = "PrincipalInvestigator"
 FIXED_ROLES = (SUPERVISOR, REFINER, DESIGNER, PEER_REVIEWER, SAFETY_OFFICER, PI)
+_FIXED_SPECS = {
+    REFINER: roles.REFINER,
+    DESIGNER: roles.DESIGNER,
+    PEER_REVIEWER: roles.PEER_REVIEW,
+    SAFETY_OFFICER: roles.SAFETY_REVIEW,
+    PI: roles.PI,
+}
+
+
+def role_spec(role: str, config: ChimeraConfig) -> roles.RoleSpec:
+    """The output schema and state update of a role that answers in JSON (not the supervisor)."""
+    if role in _FIXED_SPECS:
+        return _FIXED_SPECS[role]
+    if role in config.roles_of_tier("junior"):
+        return roles.JUNIOR
+    raise ConfigError([f"roles.{role}: no structured output known for this role"])
+
 
 LabGraph = CompiledStateGraph[AgentState, LabContext, Any, Any]
 

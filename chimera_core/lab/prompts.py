@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chimera_core.lab.schemas import (
+from chimera_core.data.agent_outputs import (
     JuniorResearch,
     PIDecision,
     Protocol,

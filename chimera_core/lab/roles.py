@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chimera_core.lab.schemas import (
+from chimera_core.data.agent_outputs import (
     JuniorResearch,
     Output,
     PIDecision,

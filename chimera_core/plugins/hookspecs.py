@@ -1,7 +1,8 @@
 """The hooks a Chimera plugin can implement (pluggy project ``chimera``).
 
 Registration hooks receive a ``register`` callable, in the style of simonw/llm: call it once
-per object. Lifecycle hooks are told about events; their return values are ignored.
+per object. Lifecycle hooks are told about events; their return values are ignored, and an
+exception in one is logged, never allowed to fail the stage.
 """
 
 from __future__ import annotations
@@ -11,36 +12,38 @@ from typing import Any
 
 import pluggy
 
+from chimera_core.plugins.types import Algorithm, Reward, Tool, TraceAdapter
+
 PROJECT = "chimera"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def register_tools(register: Callable[[Any], None]) -> None:
+def register_tools(register: Callable[[Tool], None]) -> None:
     """Register tools: objects with ``name``, ``description`` and ``run(query, context)``."""
 
 
 @hookspec
-def register_rewards(register: Callable[[Any], None]) -> None:
+def register_rewards(register: Callable[[Reward], None]) -> None:
     """Register rewards: objects with ``name`` and ``score(inp) -> RewardScore``."""
 
 
 @hookspec
-def register_adapters(register: Callable[[Any], None]) -> None:
-    """Register trace adapters: objects with ``name`` and ``adapt(rollouts)``."""
+def register_adapters(register: Callable[[TraceAdapter], None]) -> None:
+    """Register trace adapters: objects with ``name`` and ``adapt(rollouts, config)``."""
 
 
 @hookspec
-def register_algorithms(register: Callable[[Any], None]) -> None:
-    """Register training algorithms: objects with ``name`` and ``train(context)``."""
+def register_algorithms(register: Callable[[Algorithm], None]) -> None:
+    """Register algorithms: objects with ``name``, ``options_model`` and ``train(request)``."""
 
 
 @hookspec
 def on_rollout_finished(
     run_id: str, task_id: str, reward: float, record: Mapping[str, Any]
 ) -> None:
-    """A rollout finished and was rewarded (``record`` is its stored summary)."""
+    """A rollout finished and was rewarded (``record`` is its stored summary, JSON form)."""
 
 
 @hookspec

@@ -14,9 +14,33 @@ from typing import Any
 import pluggy
 
 from chimera_core.errors import PluginError
+from chimera_core.logs import get_logger
 from chimera_core.plugins import hookspecs
-from chimera_core.plugins.types import KINDS, REQUIRED_ATTRS, Kind
+from chimera_core.plugins.types import (
+    KINDS,
+    REQUIRED_ATTRS,
+    Algorithm,
+    Kind,
+    Reward,
+    Tool,
+    TraceAdapter,
+)
 
+_log = get_logger("plugins")
+REGISTER_HOOKS: dict[Kind, str] = {
+    "tool": "register_tools",
+    "reward": "register_rewards",
+    "adapter": "register_adapters",
+    "algorithm": "register_algorithms",
+}
+# Chimera's built-in plugins, by module name (the core never imports them by name, so they
+# stay a layer above it), loaded in this order before any entry-point plugin.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "chimera_plugins.tools",
+    "chimera_plugins.rewards",
+    "chimera_plugins.adapters",
+    "chimera_plugins.algorithms",
+)
 ENTRY_POINT_GROUP = "chimera"
 ALLOW_ENV = "CHIMERA_PLUGINS"
 BUILTIN_DIST = "chimera-lab (built-in)"
@@ -81,26 +105,45 @@ class PluginRegistry:
             known = ", ".join(self.names(kind)) or "none"
             raise PluginError(f"unknown {kind} {name!r} (known: {known})") from None
 
-    def tool(self, name: str) -> Any:
+    def tool(self, name: str) -> Tool:
         """A registered tool by name."""
-        return self.get("tool", name)
+        tool: Tool = self.get("tool", name)
+        return tool
 
-    def reward(self, name: str) -> Any:
+    def reward(self, name: str) -> Reward:
         """A registered reward by name."""
-        return self.get("reward", name)
+        reward: Reward = self.get("reward", name)
+        return reward
 
-    def adapter(self, name: str) -> Any:
+    def adapter(self, name: str) -> TraceAdapter:
         """A registered trace adapter by name."""
-        return self.get("adapter", name)
+        adapter: TraceAdapter = self.get("adapter", name)
+        return adapter
 
-    def algorithm(self, name: str) -> Any:
+    def algorithm(self, name: str) -> Algorithm:
         """A registered training algorithm by name."""
-        return self.get("algorithm", name)
+        algorithm: Algorithm = self.get("algorithm", name)
+        return algorithm
 
-    @property
-    def hook(self) -> Any:
-        """Lifecycle hooks, e.g. ``registry.hook.on_stage_finished(...)``."""
-        return self.pm.hook
+    def call_one(self, hook_name: str, plugin: object, **kwargs: Any) -> Any:
+        """Call one plugin's implementation of a hook, through pluggy."""
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook on every plugin; a plugin that raises is logged, not fatal."""
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            try:
+                self.call_one(hook_name, impl.plugin, **kwargs)
+            except Exception as exc:  # a listener's bug must not fail the rollout or the stage
+                _log.warning(
+                    "plugin %r failed in %s: %s: %s",
+                    impl.plugin_name,
+                    hook_name,
+                    type(exc).__name__,
+                    exc,
+                )
 
 
 def allowed_external(environ: dict[str, str] | os._Environ[str] | None = None) -> set[str] | None:
@@ -112,8 +155,6 @@ def allowed_external(environ: dict[str, str] | os._Environ[str] | None = None) -
 
 
 def _builtin_modules() -> list[ModuleType]:
-    from chimera_plugins import BUILTIN_PLUGINS
-
     modules = []
     for mod_name in BUILTIN_PLUGINS:
         try:
@@ -153,19 +194,16 @@ def build_registry(environ: dict[str, str] | None = None) -> PluginRegistry:
         loaded.append((PluginInfo(ep.name, package, builtin=False), plugin))
 
     registry = PluginRegistry(pm, [info for info, _ in loaded])
-    hook_of_kind = {
-        "tool": "register_tools",
-        "reward": "register_rewards",
-        "adapter": "register_adapters",
-        "algorithm": "register_algorithms",
-    }
-    for info, plugin in loaded:
-        for kind, hook_name in hook_of_kind.items():
-            impl = getattr(plugin, hook_name, None)
-            if impl is None:
+    for kind, hook_name in REGISTER_HOOKS.items():
+        for info, plugin in loaded:
+            if getattr(plugin, hook_name, None) is None:
                 continue
             try:
-                impl(register=lambda obj, _k=kind, _i=info: registry.add(_k, obj, _i))
+                registry.call_one(
+                    hook_name,
+                    plugin,
+                    register=lambda obj, _k=kind, _i=info: registry.add(_k, obj, _i),
+                )
             except PluginError:
                 raise
             except Exception as exc:

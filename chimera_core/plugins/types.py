@@ -1,27 +1,36 @@
-"""What plugins register: tools, rewards, trace adapters and training algorithms.
+"""What plugins register and what they are given: tools, rewards, trace adapters, algorithms.
 
-Each is an object with a ``name``; context is passed at call time, so one instance serves
+Each registered object has a ``name``; context is passed at call time, so one instance serves
 every rollout. Third-party plugins implement these protocols exactly as the built-ins do.
+``docs/plugins.md`` documents every type here with examples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from chimera_core.config.models import ChimeraConfig
+from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.data.tasks import ResearchTask
+from chimera_core.data.training_data import TrainingData
+from chimera_core.logs import ContextLogger
 
 Kind = Literal["tool", "reward", "adapter", "algorithm"]
 KINDS: tuple[Kind, ...] = ("tool", "reward", "adapter", "algorithm")
 
 
+# --- tools -------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class ToolContext:
-    """What a tool may know when called: the config and the task being worked on."""
+    """What a tool may know when called: the config, the task and the role that asked."""
 
     config: ChimeraConfig
     task: ResearchTask | None = None
@@ -38,6 +47,9 @@ class Tool(Protocol):
     def run(self, query: str, context: ToolContext) -> str:
         """Answer the query; return text for the agent (never raise for 'no results')."""
         ...
+
+
+# --- rewards -----------------------------------------------------------------------------------
 
 
 class RewardScore(BaseModel):
@@ -65,12 +77,18 @@ class ChatFn(Protocol):
 
 @dataclass(frozen=True)
 class RewardInput:
-    """The finished rollout a reward scores."""
+    """The finished rollout a reward scores.
+
+    ``state`` is the lab's final state as JSON (see docs/plugins.md for its keys);
+    ``shared_context`` is the system message every role of the rollout opened with, so a judge
+    that starts its chat with it reuses the model server's prefix cache.
+    """
 
     task: ResearchTask
     state: Mapping[str, Any]
     config: ChimeraConfig
     chat: ChatFn | None = None
+    shared_context: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -85,15 +103,83 @@ class Reward(Protocol):
         ...
 
 
+# --- trace adapters ----------------------------------------------------------------------------
+
+
+@dataclass
+class TracedRollout:
+    """A rollout record with its raw spans (Agent Lightning span dicts, JSON form)."""
+
+    record: RolloutRecord
+    spans: list[dict[str, Any]] = field(default_factory=list)
+
+
 @runtime_checkable
 class TraceAdapter(Protocol):
-    """Turns stored rollouts (spans, rewards) into training data for the tiers."""
+    """Turns stored rollouts (records and spans) into per-tier training data."""
 
     name: str
 
-    def adapt(self, rollouts: Any) -> Any:
-        """Convert rollouts into per-tier training data."""
+    def adapt(self, rollouts: Sequence[TracedRollout], config: ChimeraConfig) -> TrainingData:
+        """Convert rollouts; failed rollouts contribute nothing."""
         ...
+
+
+# --- algorithms --------------------------------------------------------------------------------
+
+
+class AlgorithmOptions(BaseModel):
+    """Base of an algorithm's options model: unknown keys are errors that name the key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class OnlineLab:
+    """The lab, ready for an online algorithm: an agent and the task inputs to roll out."""
+
+    agent: Any = field(metadata={"doc": "An agentlightning LitAgent running the whole lab."})
+    inputs: list[dict[str, Any]]
+    role_match: str = field(metadata={"doc": "Regex of the trained roles' span names."})
+
+
+ScoreCompletion = Callable[[str, str, str, str], float | None]
+"""``score(role, task_id, text, reward_name)``: the named reward of a role's output, None when
+the text does not parse as the role's output."""
+
+
+@dataclass
+class TrainRequest:
+    """Everything an algorithm gets from its stage: data in, a directory to write out."""
+
+    stage: str
+    run_id: str
+    alias: str = field(metadata={"doc": "The model alias (or policy) being trained."})
+    config: ChimeraConfig
+    options: Any = field(metadata={"doc": "The algorithm's options model, validated."})
+    data: TrainingData
+    tasks: Mapping[str, ResearchTask]
+    output_dir: Path = field(metadata={"doc": "Save the adapter or policy here."})
+    log: ContextLogger
+    base_model: Path | None = None
+    parent: Path | None = field(
+        default=None, metadata={"doc": "The champion's adapter or policy dir; None for base."}
+    )
+    save_artifact: Callable[[str, bytes], str] = field(
+        default=lambda name, data: "", metadata={"doc": "Store bytes under the stage; URI."}
+    )
+    score_completion: ScoreCompletion = field(default=lambda role, task, text, reward: None)
+    online_lab: Callable[[int], AbstractContextManager[OnlineLab]] | None = None
+
+
+class TrainResult(BaseModel):
+    """What an algorithm returns: the directory it saved (or why not) and its metrics."""
+
+    output_dir: Path | None = Field(None, description="The saved adapter/policy; None: skipped.")
+    skipped: str | None = Field(None, description="Why nothing was trained.")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    data_sha256: str | None = Field(None, description="Digest of the examples trained on.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Recorded in the registry.")
 
 
 @runtime_checkable
@@ -101,9 +187,10 @@ class Algorithm(Protocol):
     """A training algorithm for one tier (sft, grpo, verl, bandit...)."""
 
     name: str
+    options_model: ClassVar[type[AlgorithmOptions]]
 
-    def train(self, context: Any) -> Any:
-        """Train from the stage context; return the produced version's record."""
+    def train(self, request: TrainRequest) -> TrainResult:
+        """Train from the request's data, save into ``request.output_dir``, report."""
         ...
 
 
@@ -111,5 +198,5 @@ REQUIRED_ATTRS: dict[Kind, tuple[str, ...]] = {
     "tool": ("name", "description", "run"),
     "reward": ("name", "score"),
     "adapter": ("name", "adapt"),
-    "algorithm": ("name", "train"),
+    "algorithm": ("name", "options_model", "train"),
 }

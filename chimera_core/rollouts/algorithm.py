@@ -2,7 +2,7 @@
 
 Each finished rollout's spans are saved next to its record at once (and again at the end, for
 spans that arrive late): the in-memory store dies with the process, and a killed stage must
-keep every rollout it finished.
+keep every rollout it finished. Import it after ``prepare_agl_environment()`` (the runner does).
 """
 
 from __future__ import annotations
@@ -11,13 +11,9 @@ import asyncio
 import json
 from typing import Any
 
-from chimera_core.rollouts.agl_env import prepare_agl_environment
-
-prepare_agl_environment()
-
-import agentlightning as agl  # noqa: E402
-from agentlightning.algorithm.utils import with_llm_proxy, with_store  # noqa: E402
-from rich.progress import (  # noqa: E402
+import agentlightning as agl
+from agentlightning.algorithm.utils import with_llm_proxy, with_store
+from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
@@ -25,11 +21,11 @@ from rich.progress import (  # noqa: E402
     TimeElapsedColumn,
 )
 
-from chimera_core.artifacts import ArtifactStore  # noqa: E402
-from chimera_core.data.rollouts import RolloutRecord  # noqa: E402
-from chimera_core.plugins import get_registry  # noqa: E402
-from chimera_core.rollouts.runner import load_record  # noqa: E402
-from chimera_core.tracking import Tracker  # noqa: E402
+from chimera_core.artifacts import ArtifactStore
+from chimera_core.data.rollouts import RolloutRecord
+from chimera_core.plugins import get_registry
+from chimera_core.rollouts.storage import load_record
+from chimera_core.tracking import Tracker
 
 POLL_S = 0.5
 
@@ -121,7 +117,8 @@ class RunInputs(agl.FastAlgorithm):
         metrics.update({f"reward/{k}": v for k, v in record.reward_components.items()})
         metrics.update({f"breakdown/{k}": v for k, v in record.reward_breakdown.items()})
         self.tracker.log(metrics, step=step)
-        registry.hook.on_rollout_finished(
+        registry.notify(
+            "on_rollout_finished",
             run_id=record.run_id,
             task_id=record.task_id,
             reward=record.reward or 0.0,

@@ -14,64 +14,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from chimera_core.artifacts import ArtifactStore, join_key
+from chimera_core.artifacts import ArtifactStore
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.data.tasks import ResearchTask
-from chimera_core.errors import ArtifactNotFound
 from chimera_core.lab.models import Endpoint
 from chimera_core.logs import get_logger
-from chimera_core.plugins import get_registry
+from chimera_core.plugins import check_config
 from chimera_core.rollouts.agl_env import prepare_agl_environment
 from chimera_core.rollouts.proxy import key_variables, proxy_model_list
+from chimera_core.rollouts.storage import load_record, record_key, spans_key
 from chimera_core.serving.vllm_server import free_port
 from chimera_core.tracking import Tracker
-
-
-def record_key(prefix: str, task_id: str) -> str:
-    """Where a task's rollout record lives under a stage's rollout prefix."""
-    return join_key(prefix, "records", f"{task_id}.json")
-
-
-def spans_key(prefix: str, task_id: str) -> str:
-    """Where a task's spans live under a stage's rollout prefix."""
-    return join_key(prefix, "spans", f"{task_id}.json")
-
-
-def load_record(store: ArtifactStore, key: str) -> RolloutRecord | None:
-    """A stored record, or None when it does not exist yet."""
-    try:
-        return RolloutRecord.model_validate(store.get_json(key))
-    except ArtifactNotFound:
-        return None
-
-
-def load_records(store: ArtifactStore, prefix: str) -> list[RolloutRecord]:
-    """Every record under a rollout prefix, in key order."""
-    return [
-        RolloutRecord.model_validate(store.get_json(key))
-        for key in store.list(join_key(prefix, "records"))
-        if key.endswith(".json")
-    ]
-
-
-def load_spans(store: ArtifactStore, prefix: str, task_id: str) -> list[dict[str, Any]]:
-    """The saved spans of one task's rollout (empty if none were saved)."""
-    try:
-        spans: list[dict[str, Any]] = store.get_json(spans_key(prefix, task_id))
-    except ArtifactNotFound:
-        return []
-    return spans
-
-
-def preflight(config: ChimeraConfig) -> None:
-    """Fail before starting anything if a role's tool or a reward plugin is unknown."""
-    registry = get_registry()
-    for role in config.roles.values():
-        for tool in role.tools:
-            registry.tool(tool)
-    for reward in config.rewards.weights:
-        registry.reward(reward)
 
 
 def run_rollouts(
@@ -92,7 +46,7 @@ def run_rollouts(
 ) -> list[RolloutRecord]:
     """Run every task without a succeeded record; return all records (old and new)."""
     log = get_logger("rollouts", run_id=run_id, stage=stage)
-    preflight(config)
+    check_config(config)  # an unknown tool or reward fails before anything starts
     done = {
         t.id
         for t in tasks

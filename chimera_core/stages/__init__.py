@@ -1,10 +1,9 @@
-"""Pipeline stages. Each is a function ``run(ctx) -> StageResult`` listed in ``STAGES``."""
+"""Pipeline stages: one module per stage, each with ``run(ctx) -> StageResult``."""
 
 from __future__ import annotations
 
-import importlib
-
 from chimera_core.errors import ChimeraError
+from chimera_core.stages import bandit, evaluate, gather, ingest, ppo, promote, sft
 from chimera_core.stages.base import (
     StageContext,
     StageFn,
@@ -14,29 +13,26 @@ from chimera_core.stages.base import (
     safe_run_id,
 )
 
-# Modules are imported on first use: training stages pull in heavy libraries.
-STAGE_MODULES: dict[str, str] = {
-    "ingest": "chimera_core.stages.ingest:run",
-    "gather": "chimera_core.stages.gather:run",
-    "sft": "chimera_core.stages.train:run_sft",
-    "ppo": "chimera_core.stages.train:run_ppo",
-    "bandit": "chimera_core.stages.train:run_bandit",
-    "evaluate": "chimera_core.stages.evaluate:run",
-    "promote": "chimera_core.stages.promote:run",
+STAGES: dict[str, StageFn] = {
+    "ingest": ingest.run,
+    "gather": gather.run,
+    "sft": sft.run,
+    "ppo": ppo.run,
+    "bandit": bandit.run,
+    "evaluate": evaluate.run,
+    "promote": promote.run,
 }
 
 
 def stage_fn(name: str) -> StageFn:
-    """The entry point of a stage by name."""
-    if name not in STAGE_MODULES:
-        raise ChimeraError(f"unknown stage {name!r} (known: {', '.join(STAGE_MODULES)})")
-    module, _, attr = STAGE_MODULES[name].partition(":")
-    fn: StageFn = getattr(importlib.import_module(module), attr)
-    return fn
+    """The entry point of a stage by name; an unknown name lists the known ones."""
+    if name not in STAGES:
+        raise ChimeraError(f"unknown stage {name!r} (known: {', '.join(STAGES)})")
+    return STAGES[name]
 
 
 __all__ = [
-    "STAGE_MODULES",
+    "STAGES",
     "StageContext",
     "StageResult",
     "execute_stage",

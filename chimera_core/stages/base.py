@@ -20,12 +20,14 @@ from pydantic import BaseModel, Field
 
 from chimera_core.artifacts import ArtifactStore, join_key, open_store
 from chimera_core.config.models import ChimeraConfig
+from chimera_core.data.dataset import current_version, load_task_dataset
+from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import ChimeraError
 from chimera_core.logs import ContextLogger, get_logger
-from chimera_core.memory import PeakRSS
+from chimera_core.model_registry import ModelRegistry
+from chimera_core.peak_rss import PeakRSS
 from chimera_core.plugins import PluginRegistry, get_registry
-from chimera_core.registry import ModelRegistry
-from chimera_core.rollouts.serving import ModelServing
+from chimera_core.serving.model_sets import ModelServing
 
 
 class StageResult(BaseModel):
@@ -43,13 +45,16 @@ class StageResult(BaseModel):
 
 @dataclass
 class StageContext:
-    """Everything a stage needs: config, run id, artifact store, plugins, a logger."""
+    """Everything a stage needs: config, run id, artifact store, plugins, a logger.
+
+    ``plugins`` is the plugin registry; ``models`` the model registry (versions of each alias).
+    """
 
     config: ChimeraConfig
     run_id: str
     stage: str
     store: ArtifactStore
-    registry: PluginRegistry
+    plugins: PluginRegistry
     params: dict[str, Any] = field(default_factory=dict)
     serving: ModelServing | None = None
     log: ContextLogger = field(init=False)
@@ -71,6 +76,28 @@ class StageContext:
     def key(self, *parts: str) -> str:
         """A key under this stage's run directory."""
         return join_key("runs", self.run_id, self.stage, *parts)
+
+    def has_result(self, stage: str) -> bool:
+        """Whether an earlier stage of this run finished."""
+        return self.store.exists(join_key("runs", self.run_id, stage, RESULT))
+
+    def dataset_version(self) -> str:
+        """This run's ingested dataset, or the current one when the run has no ingest stage."""
+        if self.has_result("ingest"):
+            return str(self.result_of("ingest").outputs["dataset_version"])
+        try:
+            version = current_version(self.store)
+        except ChimeraError:
+            raise ChimeraError(
+                f"run {self.run_id!r} has no ingest stage and no dataset was ingested yet: run "
+                f"`chimera ingest` or `chimera stage ingest --run-id {self.run_id}` first"
+            ) from None
+        self.log.info("no ingest stage in this run; using the current dataset %s", version)
+        return version
+
+    def tasks(self) -> list[ResearchTask]:
+        """Every task of this run's dataset (see ``dataset_version``)."""
+        return load_task_dataset(self.store, self.dataset_version())[1]
 
     def result_of(self, stage: str) -> StageResult:
         """The stored result of an earlier stage of this run (error if it has not run)."""
@@ -116,8 +143,8 @@ def execute_stage(
     starts its own when it needs one and stops it when it ends.
     """
     store = store or open_store(config.artifacts)
-    registry = get_registry()
-    ctx = StageContext(config, run_id, name, store, registry, params or {}, serving)
+    plugins = get_registry()
+    ctx = StageContext(config, run_id, name, store, plugins, params or {}, serving)
     result_key = ctx.key(RESULT)
     if not force and store.exists(result_key):
         ctx.log.info("already finished; reusing %s", store.uri(result_key))
@@ -139,6 +166,6 @@ def execute_stage(
         }
     )
     store.put_json(result_key, result.model_dump(mode="json"))
-    registry.hook.on_stage_finished(run_id=run_id, stage=name, outputs=result.outputs)
+    plugins.notify("on_stage_finished", run_id=run_id, stage=name, outputs=result.outputs)
     ctx.log.info("finished in %.1fs (peak RSS %.0f MiB)", result.seconds, result.peak_rss_mb)
     return result

@@ -12,14 +12,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from chimera_core.data.dataset import load_task_dataset
 from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.errors import ChimeraError
 from chimera_core.evaluation.metrics import EvalMetrics, compute_metrics, paired_bootstrap
 from chimera_core.evaluation.report import write_report
-from chimera_core.registry import ModelRegistry
-from chimera_core.rollouts.runner import load_records
-from chimera_core.rollouts.serving import POLICY_ALIAS, bandit_policy_dir
+from chimera_core.model_registry import ModelRegistry
+from chimera_core.rollouts.storage import load_records
+from chimera_core.serving.model_sets import POLICY_ALIAS, bandit_policy_dir
 from chimera_core.stages.base import StageContext, StageResult
 from chimera_core.stages.gather import served_rollouts, split_tasks
 from chimera_core.tracking import Tracker
@@ -77,7 +76,8 @@ def _evaluate_set(
 def run(ctx: StageContext) -> StageResult:
     """Evaluate baseline and challenger, compare them pairwise, publish the report."""
     cfg = ctx.config.stages.evaluate
-    tasks = split_tasks(ctx, cfg.split, cfg.n_tasks)
+    all_tasks = ctx.tasks()  # before any rollout: a run without a dataset fails at once
+    tasks = split_tasks(all_tasks, cfg.split, cfg.n_tasks)
     registry = ctx.models
     aliases = [*ctx.config.models, POLICY_ALIAS]
     champion = registry.model_set("champion", aliases)
@@ -98,7 +98,6 @@ def run(ctx: StageContext) -> StageResult:
             raise ChimeraError(
                 f"every {label} rollout failed ({first}); see {ctx.store.uri(ctx.key(label))}"
             )
-    _, all_tasks = load_task_dataset(ctx.store, ctx.result_of("ingest").outputs["dataset_version"])
     majority = Counter(t.expected_decision for t in all_tasks if t.split == "train").most_common(1)
     metrics: dict[str, EvalMetrics] = {
         label: compute_metrics(recs, majority[0][0] if majority else None)
@@ -113,9 +112,8 @@ def run(ctx: StageContext) -> StageResult:
             for m in COMPARED
         ]
     gathered: list[float] = []
-    gather_key = f"runs/{ctx.run_id}/gather/result.json"
-    if ctx.store.exists(gather_key):
-        prefix = ctx.store.get_json(gather_key)["outputs"]["rollouts_key"]
+    if ctx.has_result("gather"):
+        prefix = ctx.result_of("gather").outputs["rollouts_key"]
         gathered = [r.reward or 0.0 for r in load_records(ctx.store, prefix)]
     with tempfile.TemporaryDirectory() as tmp:
         report = write_report(

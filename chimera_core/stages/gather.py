@@ -6,37 +6,19 @@ from typing import Any
 
 import httpx
 
-from chimera_core.artifacts import join_key
-from chimera_core.data.dataset import current_version, load_task_dataset
 from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import ChimeraError
 from chimera_core.evaluation.metrics import compute_metrics
 from chimera_core.rollouts.runner import run_rollouts
-from chimera_core.rollouts.serving import ModelServing, bandit_policy_dir
-from chimera_core.stages.base import RESULT, StageContext, StageResult
-from chimera_core.stages.training_inputs import adapt_rollouts
+from chimera_core.serving.model_sets import ModelServing, bandit_policy_dir
+from chimera_core.stages.base import StageContext, StageResult
+from chimera_core.stages.training_stage import adapt_rollouts
 from chimera_core.tracking import Tracker
 
 
-def dataset_version(ctx: StageContext) -> str:
-    """This run's ingested dataset, or the current one when the run has no ingest stage."""
-    if ctx.store.exists(join_key("runs", ctx.run_id, "ingest", RESULT)):
-        return str(ctx.result_of("ingest").outputs["dataset_version"])
-    try:
-        version = current_version(ctx.store)
-    except ChimeraError:
-        raise ChimeraError(
-            f"run {ctx.run_id!r} has no ingest stage and no dataset was ingested yet: run "
-            f"`chimera ingest` or `chimera stage ingest --run-id {ctx.run_id}` first"
-        ) from None
-    ctx.log.info("no ingest stage in this run; using the current dataset %s", version)
-    return version
-
-
-def split_tasks(ctx: StageContext, split: str, n: int) -> list[ResearchTask]:
-    """The first ``n`` tasks of a split of this run's dataset (source order, reproducible)."""
-    _, tasks = load_task_dataset(ctx.store, dataset_version(ctx))
+def split_tasks(tasks: list[ResearchTask], split: str, n: int) -> list[ResearchTask]:
+    """The first ``n`` tasks of a split (source order, reproducible)."""
     chosen = [t for t in tasks if t.split == split][:n]
     if not chosen:
         splits = sorted({t.split for t in tasks})
@@ -115,7 +97,7 @@ def _prefix_cache(serving: ModelServing) -> tuple[float, float] | None:
 def run(ctx: StageContext) -> StageResult:
     """Run the lab with the champion models over the training tasks, exploring as it goes."""
     cfg = ctx.config.stages.gather
-    tasks = split_tasks(ctx, cfg.split, cfg.n_tasks)
+    tasks = split_tasks(ctx.tasks(), cfg.split, cfg.n_tasks)
     registry = ctx.models
     model_set = registry.model_set("champion", ctx.config.models)
     prefix = ctx.key("rollouts")

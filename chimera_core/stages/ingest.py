@@ -10,7 +10,7 @@ from chimera_core.errors import ConfigError
 from chimera_core.stages.base import StageContext, StageResult
 
 
-def split_tasks(tasks: list[ResearchTask], ctx: StageContext) -> list[ResearchTask]:
+def apply_split(tasks: list[ResearchTask], ctx: StageContext) -> list[ResearchTask]:
     """Apply the configured split method."""
     data = ctx.config.data
     if data.split == "seed":
@@ -25,7 +25,7 @@ def split_tasks(tasks: list[ResearchTask], ctx: StageContext) -> list[ResearchTa
 def run(ctx: StageContext) -> StageResult:
     """Load, validate, split and publish the task dataset; make it the current version."""
     tasks = load_tasks(ctx.config.data)
-    split = split_tasks(tasks, ctx)
+    split = apply_split(tasks, ctx)
     manifest = publish_task_dataset(
         ctx.store, split, source_description(ctx.config.data), ctx.config.data.split
     )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from chimera_core.plugins import hookimpl
+from chimera_core.plugins import TraceAdapter, hookimpl
 from chimera_plugins.adapters.hierarchical import HierarchicalTraceAdapter
 
 
 @hookimpl
-def register_adapters(register: Callable[[Any], None]) -> None:
+def register_adapters(register: Callable[[TraceAdapter], None]) -> None:
     """Register the built-in adapters."""
     register(HierarchicalTraceAdapter())

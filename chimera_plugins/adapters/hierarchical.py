@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from chimera_core.config.models import ChimeraConfig
-from chimera_core.data.rollouts import RolloutRecord
-from chimera_core.data.training_data import BanditSample, RLExample, SFTExample, TrainingData
+from chimera_core.plugins import (
+    BanditSample,
+    ChimeraConfig,
+    RLExample,
+    SFTExample,
+    TracedRollout,
+    TrainingData,
+)
 
 LLM_CALL = r"openai\.chat\.completion"
-
-
-@dataclass
-class TracedRollout:
-    """A rollout record with its raw spans (Agent Lightning span dicts, JSON form)."""
-
-    record: RolloutRecord
-    spans: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _role_regex(roles: Sequence[str]) -> str:
@@ -64,14 +60,12 @@ class HierarchicalTraceAdapter:
 
     name = "hierarchical"
 
-    def adapt(
-        self, rollouts: Sequence[TracedRollout], config: ChimeraConfig | None = None
-    ) -> TrainingData:
+    def adapt(self, rollouts: Sequence[TracedRollout], config: ChimeraConfig) -> TrainingData:
         """Convert traced rollouts; failed rollouts contribute nothing."""
         from agentlightning import Span, TracerTraceToTriplet
 
-        juniors = config.roles_of_tier("junior") if config else []
-        seniors = config.roles_of_tier("senior") if config else []
+        juniors = config.roles_of_tier("junior")
+        seniors = config.roles_of_tier("senior")
         data = TrainingData()
         for item in rollouts:
             rec = item.record

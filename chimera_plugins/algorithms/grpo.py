@@ -1,30 +1,23 @@
 """Algorithm ``grpo``: RL for the senior roles on CPU with TRL's GRPOTrainer.
 
 Prompts are the seniors' real prompts from the gathered traces. Fresh completions are scored by
-the reward plugins: a designer's protocol by ``protocol_rubric`` against the task's context, a
-refiner's hypothesis by its grounding in the context, both gated on the role's JSON schema.
+a reward plugin per role (``role_rewards``), gated on the role's output schema: a completion
+that does not parse scores 0, one that parses gets ``schema_weight`` plus the rest by quality.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any
 
-from chimera_core.config.models import ChimeraConfig
-from chimera_core.data.dataset import load_task_dataset
-from chimera_core.data.tasks import ResearchTask
-from chimera_core.data.training_data import RLExample
-from chimera_core.plugins import PluginRegistry, RewardInput
-from chimera_core.stages.base import StageContext, StageResult
-from chimera_core.stages.training_inputs import (
-    gathered_training_data,
-    train_and_register,
-    trained_alias,
+from chimera_core.plugins import (
+    RLExample,
+    ScoreCompletion,
+    TrainRequest,
+    TrainResult,
 )
-from chimera_plugins.rewards.protocol_rubric import content_words
-
-DESIGNER = "ProtocolDesigner"
-SCHEMA_WEIGHT = 0.3  # a parseable answer is worth something on its own: the lab depends on it
+from chimera_plugins.algorithms.digest import data_sha256, require_base
+from chimera_plugins.algorithms.options import GRPOOptions
 
 
 def _completion_text(completion: Any) -> str:
@@ -33,47 +26,29 @@ def _completion_text(completion: Any) -> str:
     return str(completion)
 
 
-def senior_reward(
-    config: ChimeraConfig, registry: PluginRegistry, tasks: Mapping[str, ResearchTask]
-) -> Any:
+def senior_reward(score: ScoreCompletion, options: GRPOOptions) -> Callable[..., list[float]]:
     """A TRL reward function over (role, task_id) dataset columns."""
-    from chimera_core.lab.parsing import OutputError, parse_output
-    from chimera_core.lab.schemas import Protocol, RefinedHypothesis
 
     def reward(
         prompts: list[Any], completions: list[Any], role: list[str], task_id: list[str], **_: Any
     ) -> list[float]:
         scores = []
         for completion, r, tid in zip(completions, role, task_id, strict=True):
-            text = _completion_text(completion)
-            task = tasks[tid]
-            try:
-                if r == DESIGNER:
-                    protocol = parse_output(text, Protocol)
-                    inp = RewardInput(
-                        task=task, state={"final_protocol": protocol.model_dump()}, config=config
-                    )
-                    quality = registry.reward("protocol_rubric").score(inp).value
-                else:
-                    hyp = parse_output(text, RefinedHypothesis)
-                    words = content_words(hyp.refined_hypothesis)
-                    overlap = len(words & content_words(task.context)) / max(1, len(words))
-                    quality = min(1.0, overlap / 0.33)
-            except OutputError:
-                scores.append(0.0)
-                continue
-            scores.append(SCHEMA_WEIGHT + (1 - SCHEMA_WEIGHT) * quality)
+            name = options.role_rewards.get(r)
+            quality = None if name is None else score(r, tid, _completion_text(completion), name)
+            w = options.schema_weight
+            scores.append(0.0 if quality is None else w + (1 - w) * quality)
         return scores
 
     return reward
 
 
-def grpo_examples(rl: list[RLExample]) -> list[dict[str, Any]]:
+def grpo_examples(rl: list[RLExample], roles: set[str] | None = None) -> list[dict[str, Any]]:
     """Distinct (role, prompt) pairs as TRL conversational prompts with their columns."""
     seen: set[tuple[str, str]] = set()
     out = []
     for ex in rl:
-        if not ex.prompt_messages:
+        if not ex.prompt_messages or (roles is not None and ex.role not in roles):
             continue
         key = (ex.role, str(ex.prompt_messages))
         if key in seen:
@@ -87,32 +62,34 @@ def grpo_examples(rl: list[RLExample]) -> list[dict[str, Any]]:
 
 
 class GRPOAlgorithm:
-    """CPU RL for the trainable (senior) alias; the result is registered as a new version."""
+    """CPU RL for the trainable (senior) alias; the adapter is saved for registration."""
 
     name = "grpo"
+    options_model = GRPOOptions
 
-    def train(self, ctx: StageContext) -> StageResult:
-        """Harvest senior prompts, run GRPO on the champion's adapter, register the new one."""
-        from chimera_core.training.grpo import train_grpo
+    def train(self, request: TrainRequest) -> TrainResult:
+        """Harvest senior prompts, run GRPO on the champion's adapter, save the new one."""
+        from chimera_plugins.algorithms.grpo_trainer import train_grpo
 
-        cfg = ctx.config.stages.ppo
-        data = gathered_training_data(ctx)
-        examples = grpo_examples(data.rl)
-        metrics: dict[str, Any] = {"senior_calls": len(data.rl), "prompts": len(examples)}
+        cfg: GRPOOptions = request.options
+        examples = grpo_examples(request.data.rl, set(cfg.role_rewards))
+        metrics: dict[str, Any] = {"senior_calls": len(request.data.rl), "prompts": len(examples)}
         if not examples:
-            metrics["skipped"] = "no senior prompts in the gathered traces"
-            return StageResult(stage=ctx.stage, run_id=ctx.run_id, metrics=metrics)
-        _, tasks = load_task_dataset(ctx.store, ctx.result_of("ingest").outputs["dataset_version"])
-        by_id = {t.id: t for t in tasks}
-        reward = senior_reward(ctx.config, ctx.registry, by_id)
-        return train_and_register(
-            ctx,
-            trained_alias(ctx, "senior", trainable_only=True),
-            lambda base, parent, out: train_grpo(
-                base, examples, reward, cfg, out, parent_adapter=parent
-            ),
-            examples=examples,
-            stage_config=cfg,
+            return TrainResult(skipped="no senior prompts in the gathered traces", metrics=metrics)
+        result = train_grpo(
+            require_base(request),
+            examples,
+            senior_reward(request.score_completion, cfg),
+            cfg,
+            request.output_dir,
+            parent_adapter=request.parent,
+        )
+        metrics.update(
+            result.model_dump(include={"steps", "mean_rewards", "losses", "seconds_per_step"})
+        )
+        return TrainResult(
+            output_dir=request.output_dir,
             metrics=metrics,
-            reported={"steps", "mean_rewards", "losses", "seconds_per_step"},
+            data_sha256=data_sha256(examples),
+            config={"algorithm": self.name, **cfg.model_dump(mode="json")},
         )

@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from chimera_core.data.training_data import SFTExample
-from chimera_core.stages.base import StageContext, StageResult
-from chimera_core.stages.training_inputs import (
-    gathered_training_data,
-    train_and_register,
-    trained_alias,
+from chimera_core.plugins import (
+    SFTExample,
+    TrainRequest,
+    TrainResult,
 )
+from chimera_plugins.algorithms.digest import data_sha256, require_base
+from chimera_plugins.algorithms.options import SFTOptions
 
 
 def select_successful(
@@ -28,16 +28,17 @@ def select_successful(
 
 
 class SFTAlgorithm:
-    """LoRA SFT (TRL on CPU, unsloth on CUDA) of the juniors' alias, registered as an adapter."""
+    """LoRA SFT (TRL on CPU, unsloth on CUDA) of the juniors' alias, saved as an adapter."""
 
     name = "sft"
+    options_model = SFTOptions
 
-    def train(self, ctx: StageContext) -> StageResult:
-        """Select, train the adapter, register; no successful traces means no new version."""
-        from chimera_core.training.sft import train_sft
+    def train(self, request: TrainRequest) -> TrainResult:
+        """Select, train the adapter; no successful traces means nothing is trained."""
+        from chimera_plugins.algorithms.sft_trainer import train_sft
 
-        cfg = ctx.config.stages.sft
-        data = gathered_training_data(ctx)
+        cfg: SFTOptions = request.options
+        data = request.data
         kept, threshold = select_successful(data.sft, cfg.reward_threshold, cfg.top_quantile)
         metrics: dict[str, Any] = {
             "junior_examples": len(data.sft),
@@ -45,27 +46,31 @@ class SFTAlgorithm:
             "threshold": round(threshold, 4),
             "rollouts": data.n_rollouts,
         }
-        ctx.log.info(
+        request.log.info(
             "kept %d of %d junior conversations (reward >= %.3f)",
             len(kept),
             len(data.sft),
             threshold,
         )
-        ctx.store.put_bytes(
-            ctx.key("sft_data.jsonl"),
-            b"".join(e.model_dump_json().encode() + b"\n" for e in kept),
+        request.save_artifact(
+            "sft_data.jsonl", b"".join(e.model_dump_json().encode() + b"\n" for e in kept)
         )
         if not kept:
-            metrics["skipped"] = "no junior conversation passed the reward threshold"
-            return StageResult(stage=ctx.stage, run_id=ctx.run_id, metrics=metrics)
-        return train_and_register(
-            ctx,
-            trained_alias(ctx, "junior"),
-            lambda base, parent, out: train_sft(
-                base, [e.messages for e in kept], cfg, out, parent_adapter=parent
-            ),
-            examples=kept,
-            stage_config=cfg,
+            reason = "no junior conversation passed the reward threshold"
+            return TrainResult(skipped=reason, metrics=metrics)
+        result = train_sft(
+            require_base(request),
+            [e.messages for e in kept],
+            cfg,
+            request.output_dir,
+            parent_adapter=request.parent,
+        )
+        metrics.update(
+            result.model_dump(include={"backend", "steps", "losses", "seconds_per_step"})
+        )
+        return TrainResult(
+            output_dir=request.output_dir,
             metrics=metrics,
-            reported={"backend", "steps", "losses", "seconds_per_step"},
+            data_sha256=data_sha256(kept),
+            config={"algorithm": self.name, **cfg.model_dump(mode="json")},
         )

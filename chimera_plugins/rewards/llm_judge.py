@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chimera_core.plugins import RewardInput, RewardScore
+from chimera_core.plugins import OutputError, RewardInput, RewardScore, parse_output
 
 CRITERIA_HELP = {
     "novelty": "is the hypothesis or design new relative to the context?",
@@ -52,11 +52,12 @@ class JudgeScores(BaseModel):
         return number
 
 
+def _task_message(inp: RewardInput) -> str:
+    return f"Research question: {inp.task.goal}\n\nStudy context:\n{inp.task.context}"
+
+
 def judge_messages(inp: RewardInput) -> list[dict[str, str]]:
     """The judge's prompt: the lab's shared task message, criteria, the protocol and decision."""
-    # Imported here, like the parser below, so loading the plugin does not import the lab.
-    from chimera_core.lab.prompts import shared_task_message
-
     protocol = inp.state.get("final_protocol") or inp.state.get("experimental_protocol") or {}
     criteria = "\n".join(f"- {name}: {text}" for name, text in CRITERIA_HELP.items())
     # No example scores: a small judge copies them verbatim whatever the protocol.
@@ -64,7 +65,7 @@ def judge_messages(inp: RewardInput) -> list[dict[str, str]]:
     return [
         # Byte-identical to the lab's first message on this task: the judge's call (same base
         # model) reuses the roles' cached prefix.
-        {"role": "system", "content": shared_task_message(inp.task.goal, inp.task.context)},
+        {"role": "system", "content": inp.shared_context or _task_message(inp)},
         {
             "role": "system",
             "content": "You are a strict scientific reviewer. Score the lab's protocol for the "
@@ -96,8 +97,6 @@ class LLMJudge:
 
     def score(self, inp: RewardInput) -> RewardScore:
         """Ask the judge model; penalise (never raise) when it fails."""
-        from chimera_core.lab.parsing import OutputError, parse_output
-
         if inp.chat is None:
             return self._penalty(inp, "no judge model available to this rollout")
         if not (inp.state.get("final_protocol") or inp.state.get("experimental_protocol")):

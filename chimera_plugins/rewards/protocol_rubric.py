@@ -18,6 +18,7 @@ _STOP = frozenset(
 MIN_STEPS = 3
 SPECIFIC_STEP_WORDS = 6
 MAX_BUDGET_USD = 50_000_000.0
+GROUNDED_FRACTION = 0.33  # a third of the content words found in the context counts as grounded
 
 
 def content_words(text: str) -> set[str]:
@@ -42,8 +43,7 @@ def rubric_checks(protocol: Mapping[str, Any], context: str) -> dict[str, float]
         "steps_specific": len(specific) / len(steps) if steps else 0.0,
         "safety_addressed": 1.0 if safety else 0.0,
         "budget_numeric": 1.0 if 0.0 < budget <= MAX_BUDGET_USD else 0.0,
-        # A third of the protocol's content words found in the context counts as grounded.
-        "grounding_overlap": min(1.0, overlap / 0.33),
+        "grounding_overlap": min(1.0, overlap / GROUNDED_FRACTION),
     }
 
 

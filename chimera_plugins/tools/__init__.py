@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from chimera_core.plugins import hookimpl
+from chimera_core.plugins import Tool, hookimpl
 from chimera_plugins.tools.clinical_trials import ClinicalTrialsSearch
 from chimera_plugins.tools.gene_ontology import GeneOntologyLookup
 from chimera_plugins.tools.protein import ProteinLookup
@@ -13,7 +12,7 @@ from chimera_plugins.tools.pubmed import PubMedSearch
 
 
 @hookimpl
-def register_tools(register: Callable[[Any], None]) -> None:
+def register_tools(register: Callable[[Tool], None]) -> None:
     """Register the built-in tools."""
     register(PubMedSearch())
     register(ClinicalTrialsSearch())

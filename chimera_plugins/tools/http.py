@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from chimera_core.config.models import ToolsConfig
+from chimera_core.plugins import ToolsConfig
 
 USER_AGENT = "chimera-lab/0.1 (research tools; https://pypi.org/project/chimera-lab)"
 Params = Mapping[str, str | int]

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 
 from rank_bm25 import BM25Okapi
 
-from chimera_core.config.models import DataConfig
-from chimera_core.data.pubmedqa import load_tasks
-from chimera_core.data.tasks import ResearchTask
+from chimera_core.plugins import DataConfig, ResearchTask, load_pubmedqa_tasks
 from chimera_plugins.tools.text import tokens
 
 
@@ -72,7 +70,7 @@ def source_key(config: DataConfig) -> tuple[str, ...]:
 
 
 def index_for(
-    config: DataConfig, loader: Callable[[DataConfig], list[ResearchTask]] = load_tasks
+    config: DataConfig, loader: Callable[[DataConfig], list[ResearchTask]] = load_pubmedqa_tasks
 ) -> PubMedQAIndex:
     """The process-wide index of a data source, built on first use (thread-safe)."""
     global builds

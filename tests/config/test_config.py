@@ -26,13 +26,13 @@ def test_env_overrides_nested_keys_and_role_names_case_insensitively() -> None:
     config = load_config(
         "local",
         environ={
-            "CHIMERA_STAGES__SFT__MAX_STEPS": "3",
+            "CHIMERA_STAGES__SFT__OPTIONS__MAX_STEPS": "3",
             "CHIMERA_ROLES__SUPERVISOR__TEMPERATURE": "0.5",
             "CHIMERA_ARTIFACTS__BACKEND": "s3",
             "CHIMERA_PUBMEDQA_FILE": "/data/ori_pqal.json",
         },
     )
-    assert config.stages.sft.max_steps == 3
+    assert int(config.stages.sft.options["max_steps"]) == 3
     assert config.roles["Supervisor"].temperature == 0.5
     assert config.artifacts.backend == "s3"
     assert config.data.source == "file"
@@ -60,14 +60,14 @@ def test_every_problem_is_listed_with_its_key_path() -> None:
         load_config(
             "local",
             environ={
-                "CHIMERA_STAGES__SFT__MAX_STEPS": "-1",
+                "CHIMERA_STAGES__GATHER__N_TASKS": "-1",
                 "CHIMERA_ARTIFACTS__BACKND": "s3",
                 "CHIMERA_TRACKING__WANDB_MODE": "sometimes",
             },
         )
     problems = err.value.problems
     assert len(problems) == 3
-    assert any(p.startswith("stages.sft.max_steps:") and "-1" in p for p in problems)
+    assert any(p.startswith("stages.gather.n_tasks:") and "-1" in p for p in problems)
     assert "artifacts.backnd: unknown key" in problems
     assert any(p.startswith("tracking.wandb_mode:") and "'offline'" in p for p in problems)
 
@@ -105,3 +105,70 @@ def test_secrets_are_redacted() -> None:
     assert config.artifacts.secret_key.get_secret_value() == "hunter2"
     dumped = str(redacted_dump(config))
     assert "hunter2" not in dumped and "'ak'" not in dumped
+
+
+def test_nested_env_reaches_every_level_and_reads_lists_and_sections() -> None:
+    config = load_config(
+        "local",
+        environ={
+            "CHIMERA_MODELS__JUNIOR__SAMPLING__MAX_TOKENS": "64",  # alias -> model -> section
+            "CHIMERA_ROLES__GENETICIST__TOOLS": "[pubmed_search]",  # YAML flow, as in profiles
+            "CHIMERA_ROLES__NEUROLOGIST__TOOLS": '["pubmed_search", "gene_ontology_lookup"]',
+            "CHIMERA_ROLES__SUPERVISOR__TEMPERATURE": "null",
+            "CHIMERA_TRACKING": '{"wandb_project": "p", "metrics_jsonl": false}',
+            "CHIMERA_TRACKING__WANDB_MODE": "disabled",
+            "CHIMERA_ARTIFACTS__PREFIX": "007",  # a string field keeps its digits
+        },
+    )
+    assert config.models["junior"].sampling.max_tokens == 64
+    assert config.models["junior"].sampling.temperature == 0.7  # the rest of the profile stays
+    assert config.roles["Geneticist"].tools == ["pubmed_search"]
+    assert config.roles["Neurologist"].tools == ["pubmed_search", "gene_ontology_lookup"]
+    assert config.roles["Supervisor"].temperature is None
+    assert (config.tracking.wandb_project, config.tracking.metrics_jsonl) == ("p", False)
+    assert config.tracking.wandb_mode == "disabled"
+    assert config.artifacts.prefix == "007"
+
+
+def test_empty_values_are_ignored_at_every_level() -> None:
+    base = load_config("gpu", environ={})
+    config = load_config(
+        "gpu",
+        environ={
+            "CHIMERA_ARTIFACTS__BACKEND": "",
+            "CHIMERA_MODELS__JUNIOR__SAMPLING__MAX_TOKENS": "",
+            "CHIMERA_ROLES__GENETICIST__TOOLS": "",
+            "CHIMERA_TRACKING": "",
+            "CHIMERA_SERVING": "  ",
+        },
+    )
+    assert base.artifacts.backend == "s3"
+    assert redacted_dump(config) == redacted_dump(base)
+
+
+def test_precedence_profile_then_env_then_explicit_overrides(tmp_path: Path) -> None:
+    environ = {
+        "CHIMERA_ARTIFACTS__BUCKET": "from-env",
+        "CHIMERA_ARTIFACTS__PREFIX": "from-env",
+        "CHIMERA_DATA__FILE": "/env/data.json",
+        "CHIMERA_DATA__SOURCE": "file",
+        "CHIMERA_PUBMEDQA_FILE": "/pubmedqa/ori_pqal.json",
+    }
+    config = load_config("local", environ=environ, overrides={"artifacts.prefix": "explicit"})
+    assert (config.artifacts.bucket, config.artifacts.prefix) == ("from-env", "explicit")
+    assert config.data.file == Path("/pubmedqa/ori_pqal.json")
+    assert load_config("local", environ={}).artifacts.bucket == "chimera"
+
+
+def test_a_bad_env_value_names_the_variable_or_key_path() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config("local", environ={"CHIMERA_ROLES__GENETICIST__TOOLS": "[pubmed_search"})
+    (problem,) = err.value.problems
+    assert problem.startswith("CHIMERA_ROLES__GENETICIST__TOOLS: not valid JSON or YAML")
+    assert err.value.source == "environment"
+    with pytest.raises(ConfigError) as err:
+        load_config("local", environ={"CHIMERA_MODELS__JUNIOR__SAMPLING__MAX_TOKENS": "lots"})
+    (problem,) = err.value.problems
+    assert problem.startswith("models.junior.sampling.max_tokens:") and "'lots'" in problem
+    with pytest.raises(ConfigError, match="stagess: unknown key"):
+        load_config("local", environ={"CHIMERA_STAGESS__GATHER__N_TASKS": "2"})

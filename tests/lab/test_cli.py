@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import chimera_plugins
 from chimera_core.cli.main import main
 from chimera_core.config import load_config
 from chimera_core.plugins import manager
@@ -20,8 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def with_tool_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The registry holding the built-in tools (as once listed in BUILTIN_PLUGINS)."""
-    monkeypatch.setattr(chimera_plugins, "BUILTIN_PLUGINS", ("chimera_plugins.tools",))
+    """A fresh registry of the built-in plugins (tools included)."""
     manager.get_registry.cache_clear()
     yield
     manager.get_registry.cache_clear()
@@ -98,8 +96,8 @@ def test_run_task_uses_the_registered_bandit_policy(
 ) -> None:
     from chimera_core.artifacts import LocalArtifactStore
     from chimera_core.data.training_data import BanditSample
-    from chimera_core.registry import BASE, ModelRegistry
-    from chimera_core.rollouts.serving import POLICY_ALIAS
+    from chimera_core.model_registry import BASE, ModelRegistry
+    from chimera_core.serving.model_sets import POLICY_ALIAS
     from chimera_core.training.bandit import LinearBanditPolicy
 
     policy = LinearBanditPolicy(n_features=256)

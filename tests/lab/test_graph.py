@@ -47,7 +47,7 @@ BAD = "I think the answer is complicated and I will not give JSON."
 
 @pytest.fixture(scope="module")
 def config() -> ChimeraConfig:
-    # The routes below are scripted for the seed spec's turn limit, whatever the profile says.
+    # The routes below are scripted for the default turn limit, whatever the profile says.
     return load_config("local", environ={"CHIMERA_STAGES__GATHER__MAX_TURNS": "15"})
 
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from chimera_core.data.pubmedqa import load_tasks
-from chimera_core.lab import ConfigModelProvider, LabEvent, run_task, state_to_json
-from chimera_core.lab.schemas import (
+from chimera_core.data.agent_outputs import (
     JuniorResearch,
     Protocol,
     RefinedHypothesis,
     ReviewDecision,
 )
+from chimera_core.data.pubmedqa import load_tasks
+from chimera_core.lab import ConfigModelProvider, LabEvent, run_task, state_to_json
 
 pytestmark = pytest.mark.slow
 

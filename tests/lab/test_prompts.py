@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from chimera_core.data.agent_outputs import (
+    JuniorResearch,
+    PIDecision,
+    Protocol,
+    RefinedHypothesis,
+    SupervisorChoice,
+)
 from chimera_core.lab.prompts import (
     EXAMPLES,
     MAX_CONTEXT_CHARS,
@@ -10,13 +17,6 @@ from chimera_core.lab.prompts import (
     shared_task_message,
     system_prompt,
     user_prompt,
-)
-from chimera_core.lab.schemas import (
-    JuniorResearch,
-    PIDecision,
-    Protocol,
-    RefinedHypothesis,
-    SupervisorChoice,
 )
 
 GOAL = "Is vitamin D status associated with fracture healing?"

@@ -26,7 +26,7 @@ def config() -> ChimeraConfig:
     return load_config("local", environ={})
 
 
-def _score(config: ChimeraConfig, reply: str | Exception, state: dict = STATE):  # type: ignore[no-untyped-def]
+def _score(config: ChimeraConfig, reply: str | Exception, state: dict = STATE, shared: str = ""):  # type: ignore[no-untyped-def]
     seen: list[list[dict[str, str]]] = []
 
     def chat(alias: str, messages: list[dict[str, str]], *, json_schema: dict | None = None) -> str:  # type: ignore[type-arg]
@@ -38,7 +38,8 @@ def _score(config: ChimeraConfig, reply: str | Exception, state: dict = STATE): 
         return reply
 
     judge = build_registry(environ={"CHIMERA_PLUGINS": ""}).reward("llm_judge")
-    return judge.score(RewardInput(task=TASK, state=state, config=config, chat=chat)), seen
+    inp = RewardInput(task=TASK, state=state, config=config, chat=chat, shared_context=shared)
+    return judge.score(inp), seen
 
 
 def test_weighted_scores_from_a_fenced_reply(config: ChimeraConfig) -> None:
@@ -58,14 +59,17 @@ def test_weighted_scores_from_a_fenced_reply(config: ChimeraConfig) -> None:
 
 def test_judge_opens_with_the_labs_task_message(config: ChimeraConfig) -> None:
     from chimera_core.lab import run_task
+    from chimera_core.lab.prompts import shared_task_message
     from tests.lab.scripted import FakeTools, ScriptedProvider
 
     provider = ScriptedProvider()
     state = run_task(TASK, config, provider, tools=FakeTools())
     # One text for every call of every role (a set of one).
     (lab_first,) = {m[0].content for model in provider.models.values() for m in model.prompts}
+    # What a rollout passes the rewards as RewardInput.shared_context (rollouts/agent.py).
+    shared = shared_task_message(TASK.goal, TASK.context)
     reply = json.dumps(dict.fromkeys(CRITERIA, 0.5))
-    score, seen = _score(config, reply, state=dict(state))
+    score, seen = _score(config, reply, state=dict(state), shared=shared)
     assert not score.failed
     # Byte-identical: the judge's call on the same base model reuses the lab's cached prefix.
     assert seen[0][0] == {"role": "system", "content": lab_first}

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import chimera_core.serving
+from chimera_core.data.agent_outputs import JuniorResearch
 from chimera_core.lab.prompts import demonstration, shared_task_message, system_prompt, user_prompt
-from chimera_core.lab.schemas import JuniorResearch
 from chimera_core.serving.model_store import prepare_model
 
 # The SmolLM2 tokenizer comes from the prepared base model (converted once, ~40 s, then cached).

@@ -10,8 +10,8 @@ import pytest
 from chimera_core.config import load_config
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.errors import ChimeraError
-from chimera_core.rollouts.serving import base_model as base_model_of
-from chimera_core.rollouts.serving import vllm_aliases
+from chimera_core.serving.model_sets import base_model as base_model_of
+from chimera_core.serving.model_sets import vllm_aliases
 from chimera_core.serving.model_store import (
     BASE_NAME,
     MANIFEST,

@@ -18,9 +18,9 @@ import pytest
 from chimera_core.artifacts.local import LocalArtifactStore
 from chimera_core.config.models import ChimeraConfig, ModelEndpointConfig, ServingConfig
 from chimera_core.errors import ChimeraError
-from chimera_core.registry import ModelRegistry
-from chimera_core.rollouts import serving as serving_module
-from chimera_core.rollouts.serving import ModelServing, adapter_name
+from chimera_core.model_registry import ModelRegistry
+from chimera_core.serving import model_sets as serving_module
+from chimera_core.serving.model_sets import ModelServing, adapter_name
 from chimera_core.serving.vllm_server import (
     ModelServerError,
     ServerSpec,

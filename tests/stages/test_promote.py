@@ -8,7 +8,7 @@ import pytest
 
 from chimera_core.artifacts import LocalArtifactStore
 from chimera_core.config import load_config
-from chimera_core.registry import ModelRegistry
+from chimera_core.model_registry import ModelRegistry
 from chimera_core.stages import execute_stage, stage_fn
 
 

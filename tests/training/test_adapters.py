@@ -13,7 +13,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from chimera_core.config.models import PPOConfig, SFTConfig
 from chimera_core.errors import ChimeraError
 from chimera_core.serving.manifest import structure_problems
 from chimera_core.training.checkpoint import (
@@ -23,8 +22,9 @@ from chimera_core.training.checkpoint import (
     adapter_rank,
     merge_adapter,
 )
-from chimera_core.training.grpo import train_grpo
-from chimera_core.training.sft import train_sft
+from chimera_plugins.algorithms.grpo_trainer import train_grpo
+from chimera_plugins.algorithms.options import GRPOOptions, SFTOptions
+from chimera_plugins.algorithms.sft_trainer import train_sft
 from tests.tiny_llama import random_adapter
 
 CONVS = [
@@ -36,8 +36,8 @@ CONVS = [
 ]
 
 
-def _sft_config(lora_r: int, learning_rate: float) -> SFTConfig:
-    return SFTConfig(lora_r=lora_r, lora_alpha=2 * lora_r, max_steps=2, batch_size=2,
+def _sft_config(lora_r: int, learning_rate: float) -> SFTOptions:
+    return SFTOptions(lora_r=lora_r, lora_alpha=2 * lora_r, max_steps=2, batch_size=2,
                      grad_accum=1, max_seq_length=128, use_unsloth="never",
                      learning_rate=learning_rate)  # fmt: skip
 
@@ -106,7 +106,7 @@ def test_grpo_continues_the_parent_adapter(tiny_llama_dir: Path, tmp_path: Path)
         # Varied rewards give non-zero group advantages, hence a real gradient.
         return [len(set(str(c))) / 20 for c in completions]
 
-    cfg = PPOConfig(total_steps=1, rollout_n=2, train_batch_size=2, max_response_length=8,
+    cfg = GRPOOptions(total_steps=1, rollout_n=2, train_batch_size=2, max_response_length=8,
                     learning_rate=1e-2, lora_r=16)  # fmt: skip
     out = tmp_path / "child"
     result = train_grpo(tiny_llama_dir, examples, reward, cfg, out, parent_adapter=parent)

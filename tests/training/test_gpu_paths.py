@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from chimera_core.config.models import SFTConfig
-from chimera_core.training.sft import choose_backend, train_sft
+from chimera_plugins.algorithms.options import SFTOptions
+from chimera_plugins.algorithms.sft_trainer import choose_backend, train_sft
 from tests.training.test_trainers import _trained_modules
 
 pytestmark = pytest.mark.gpu
 
 
 def test_unsloth_is_chosen_on_cuda() -> None:
-    assert choose_backend(SFTConfig(use_unsloth="auto")) == "unsloth"
+    assert choose_backend(SFTOptions(use_unsloth="auto")) == "unsloth"
 
 
 def test_unsloth_sft_lowers_loss_and_trains_an_adapter(
@@ -31,7 +31,7 @@ def test_unsloth_sft_lowers_loss_and_trains_an_adapter(
         ]
         for i in range(8)
     ]
-    cfg = SFTConfig(lora_r=4, lora_alpha=8, max_steps=6, batch_size=2, grad_accum=1,
+    cfg = SFTOptions(lora_r=4, lora_alpha=8, max_steps=6, batch_size=2, grad_accum=1,
                     max_seq_length=128, use_unsloth="always", learning_rate=1e-3)  # fmt: skip
     result = train_sft(base_model_dir, convs, cfg, tmp_path / "sft")
     assert result.backend == "unsloth" and result.steps == 6

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from chimera_core.config.models import PPOConfig, SFTConfig
-from chimera_core.training.checkpoint import ADAPTER_WEIGHTS, TARGET_MODULES
-from chimera_core.training.grpo import train_grpo
-from chimera_core.training.sft import to_prompt_completion, train_sft
+from chimera_core.plugins import ADAPTER_WEIGHTS, TARGET_MODULES
+from chimera_plugins.algorithms.grpo_trainer import train_grpo
+from chimera_plugins.algorithms.options import GRPOOptions, SFTOptions
+from chimera_plugins.algorithms.sft_trainer import to_prompt_completion, train_sft
 
 
 def _trained_modules(adapter_dir: Path) -> list[str]:
@@ -49,7 +49,7 @@ def test_sft_lowers_loss_and_trains_an_attention_adapter(
         ]
         for i in range(6)
     ]
-    cfg = SFTConfig(lora_r=4, lora_alpha=8, max_steps=4, batch_size=2, grad_accum=1,
+    cfg = SFTOptions(lora_r=4, lora_alpha=8, max_steps=4, batch_size=2, grad_accum=1,
                     max_seq_length=128, use_unsloth="never", learning_rate=1e-3)  # fmt: skip
     result = train_sft(base_model_dir, convs, cfg, tmp_path / "sft")
     assert result.steps == 4 and result.backend == "trl"
@@ -72,7 +72,7 @@ def test_grpo_trains_an_adapter(base_model_dir: Path, tmp_path: Path) -> None:
         # Varied rewards give non-zero group advantages, hence a real gradient.
         return [min(1.0, len(str(c)) / 80) for c in completions]
 
-    cfg = PPOConfig(total_steps=1, rollout_n=2, train_batch_size=2, max_response_length=12,
+    cfg = GRPOOptions(total_steps=1, rollout_n=2, train_batch_size=2, max_response_length=12,
                     learning_rate=1e-3, lora_r=4)  # fmt: skip
     result = train_grpo(base_model_dir, examples, reward, cfg, tmp_path / "grpo")
     assert result.steps == 1 and len(result.mean_rewards) == 1

@@ -6,12 +6,14 @@ import pytest
 
 from chimera_core.config import load_config
 from chimera_core.errors import ChimeraError
-from chimera_core.training.checkpoint import TARGET_MODULES
-from chimera_plugins.algorithms.verl import VERLAlgorithm, missing_requirements, verl_config
+from chimera_core.plugins import TARGET_MODULES
+from chimera_plugins.algorithms.options import VERLOptions
+from chimera_plugins.algorithms.verl import VERLAlgorithm
+from chimera_plugins.algorithms.verl_config import missing_requirements, verl_config
 
 
 def test_verl_config_carries_the_gpu_profiles_settings() -> None:
-    ppo = load_config("gpu", environ={}).stages.ppo
+    ppo = VERLOptions.model_validate(load_config("gpu", environ={}).stages.ppo.options)
     config = verl_config(ppo, "/models/senior", n_gpus=1, run_name="r1")
     assert config["algorithm"]["adv_estimator"] == ppo.adv_estimator == "grpo"
     rollout = config["actor_rollout_ref"]["rollout"]

@@ -12,18 +12,20 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from chimera_core.config.models import SFTConfig
-from chimera_core.errors import ChimeraError
-from chimera_core.training.checkpoint import (
+from chimera_core.plugins import ChimeraError
+from chimera_plugins.algorithms.hf_progress import RichProgressCallback, quiet_trainer
+from chimera_plugins.algorithms.lora import (
     LoraSpec,
     TrainedModel,
     continue_adapter,
     load_for_training,
     save_adapter,
 )
-from chimera_core.training.progress import RichProgressCallback, quiet_trainer
+
+if TYPE_CHECKING:
+    from chimera_plugins.algorithms.options import SFTOptions
 
 Message = dict[str, str]
 
@@ -55,7 +57,7 @@ def to_prompt_completion(conversations: Sequence[Sequence[Message]]) -> list[dic
     return examples
 
 
-def choose_backend(cfg: SFTConfig) -> Literal["trl", "unsloth"]:
+def choose_backend(cfg: SFTOptions) -> Literal["trl", "unsloth"]:
     """unsloth when asked for or (auto) when CUDA and unsloth are both present."""
     if cfg.use_unsloth == "never":
         return "trl"
@@ -64,15 +66,16 @@ def choose_backend(cfg: SFTConfig) -> Literal["trl", "unsloth"]:
     has = torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None
     if cfg.use_unsloth == "always" and not has:
         raise ChimeraError(
-            "stages.sft.use_unsloth is 'always' but CUDA or unsloth is missing. unsloth is not "
-            "in the gpu extra (no release installs beside our transformers; see pyproject.toml): "
-            "install it by hand on a CUDA machine, or set it to 'auto' to train with TRL"
+            "stages.sft.options.use_unsloth is 'always' but CUDA or unsloth is missing. unsloth "
+            "is not in the gpu extra (no release installs beside our transformers; see "
+            "pyproject.toml): install it by hand on a CUDA machine, or set it to 'auto' to train "
+            "with TRL"
         )
     return "unsloth" if has else "trl"
 
 
 def _load_unsloth(
-    base_dir: Path, parent_adapter: Path | None, cfg: SFTConfig, lora: LoraSpec
+    base_dir: Path, parent_adapter: Path | None, cfg: SFTOptions, lora: LoraSpec
 ) -> tuple[Any, Any]:
     from unsloth import FastLanguageModel  # GPU path only
 
@@ -92,7 +95,7 @@ def _load_unsloth(
 def train_sft(
     base_dir: Path,
     conversations: Sequence[Sequence[Message]],
-    cfg: SFTConfig,
+    cfg: SFTOptions,
     output_dir: Path,
     *,
     parent_adapter: Path | None = None,

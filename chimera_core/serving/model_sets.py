@@ -18,7 +18,7 @@ from rich.console import Console
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.errors import ChimeraError
 from chimera_core.lab.models import Endpoint, configured_endpoint
-from chimera_core.registry import BASE, ModelRegistry
+from chimera_core.model_registry import BASE, ModelRegistry
 from chimera_core.serving.vllm_server import ServerSpec, VLLMServer
 
 POLICY_ALIAS = "supervisor_policy"  # the bandit's registry alias (not a served model)

@@ -8,7 +8,7 @@ import pytest
 
 from chimera_core.artifacts import LocalArtifactStore
 from chimera_core.errors import ChimeraError
-from chimera_core.registry import BASE, ModelRegistry
+from chimera_core.model_registry import BASE, ModelRegistry
 
 
 @pytest.fixture

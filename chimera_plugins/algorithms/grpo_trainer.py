@@ -12,17 +12,19 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from chimera_core.config.models import PPOConfig
-from chimera_core.errors import ChimeraError
-from chimera_core.training.checkpoint import (
+from chimera_core.plugins import ChimeraError
+from chimera_plugins.algorithms.hf_progress import RichProgressCallback, quiet_trainer
+from chimera_plugins.algorithms.lora import (
     LoraSpec,
     TrainedModel,
     load_for_training,
     save_adapter,
 )
-from chimera_core.training.progress import RichProgressCallback, quiet_trainer
+
+if TYPE_CHECKING:
+    from chimera_plugins.algorithms.options import GRPOOptions
 
 RewardFn = Callable[..., list[float]]
 """TRL reward function: ``fn(prompts, completions, **dataset_columns) -> list[float]``."""
@@ -43,7 +45,7 @@ def train_grpo(
     base_dir: Path,
     examples: Sequence[dict[str, Any]],
     reward_fn: RewardFn,
-    cfg: PPOConfig,
+    cfg: GRPOOptions,
     output_dir: Path,
     *,
     parent_adapter: Path | None = None,

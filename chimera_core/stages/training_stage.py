@@ -1,0 +1,188 @@
+"""What the training stages share: stages orchestrate, plugins compute.
+
+A training stage reads this run's gathered rollouts, turns them into typed training data with
+the adapter plugin the config names (``stages.trace_adapter``), hands that to the algorithm
+plugin its section names, and registers the directory that comes back as a new version.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from chimera_core.data.output_parsing import OutputError, parse_output
+from chimera_core.data.tasks import ResearchTask
+from chimera_core.data.training_data import TrainingData
+from chimera_core.errors import ChimeraError, FaultError
+from chimera_core.lab.graph import role_spec
+from chimera_core.model_registry import BASE
+from chimera_core.plugins import (
+    OnlineLab,
+    RewardInput,
+    ScoreCompletion,
+    TracedRollout,
+    TrainRequest,
+)
+from chimera_core.plugins.config_check import algorithm_options
+from chimera_core.rollouts.storage import load_records, load_spans
+from chimera_core.stages.base import StageContext, StageResult
+from chimera_core.training.checkpoint import is_adapter_dir
+
+
+def adapt_rollouts(ctx: StageContext, prefix: str) -> TrainingData:
+    """The configured trace adapter's output for the rollouts (records, spans) under a prefix."""
+    traced = [
+        TracedRollout(record=r, spans=load_spans(ctx.store, prefix, r.task_id))
+        for r in load_records(ctx.store, prefix)
+    ]
+    return ctx.plugins.adapter(ctx.config.stages.trace_adapter).adapt(traced, ctx.config)
+
+
+def gathered_training_data(ctx: StageContext) -> TrainingData:
+    """This run's gathered rollouts as training data."""
+    return adapt_rollouts(ctx, ctx.result_of("gather").outputs["rollouts_key"])
+
+
+def trained_alias(ctx: StageContext, tier: str, trainable_only: bool = False) -> str:
+    """The single model alias the roles of a tier use (what a trained version replaces)."""
+    aliases = {
+        role.model
+        for role in ctx.config.roles.values()
+        if role.tier == tier and (role.trainable or not trainable_only)
+    }
+    if len(aliases) != 1:
+        raise ChimeraError(
+            f"the {tier} roles use model aliases {sorted(aliases)}; training needs exactly one"
+        )
+    return aliases.pop()
+
+
+def completion_scorer(ctx: StageContext, tasks: Mapping[str, ResearchTask]) -> ScoreCompletion:
+    """Score a role's raw output with a reward plugin, as if it ended a rollout's state."""
+
+    def score(role: str, task_id: str, text: str, reward: str) -> float | None:
+        spec = role_spec(role, ctx.config)
+        try:
+            output = parse_output(text, spec.schema)
+        except OutputError:
+            return None
+        state = spec.apply(output, {}, role)
+        inp = RewardInput(task=tasks[task_id], state=state, config=ctx.config)
+        return ctx.plugins.reward(reward).score(inp).value
+
+    return score
+
+
+def online_lab(ctx: StageContext, alias: str, tasks: list[ResearchTask]) -> object:
+    """An ``OnlineLab`` factory: the other aliases served, the trained one left to the algorithm."""
+    from chimera_core.rollouts.agent import MedicalResearchAgent
+    from chimera_core.rollouts.agl_env import prepare_agl_environment
+    from chimera_core.rollouts.storage import record_key, spans_key
+    from chimera_core.serving.model_sets import serve_model_set
+
+    @contextmanager
+    def open_lab(n_tasks: int) -> Iterator[OnlineLab]:
+        prepare_agl_environment()
+        registry = ctx.models
+        champions = registry.model_set("champion", ctx.config.models)
+        others = {a: v for a, v in champions.items() if a != alias}
+        chosen = tasks[:n_tasks]
+        with serve_model_set(ctx.config, others, registry) as endpoints:
+            inputs = [
+                {
+                    "run_id": ctx.run_id,
+                    "stage": ctx.stage,
+                    "task": t.model_dump(mode="json"),
+                    "record_key": record_key(ctx.key("rollouts"), t.id),
+                    "spans_key": spans_key(ctx.key("rollouts"), t.id),
+                    "explore": True,
+                }
+                for t in chosen
+            ]
+            trained = "|".join(r for r, c in ctx.config.roles.items() if c.model == alias)
+            # The other aliases' endpoints are held by the agent in memory (not in the
+            # dataset), so the server key stays out of the algorithm's data.
+            agent = MedicalResearchAgent(ctx.config, fallback=endpoints)
+            yield OnlineLab(agent=agent, inputs=inputs, role_match=rf"^({trained})(\.|$)")
+
+    return open_lab
+
+
+def run_training_stage(ctx: StageContext, alias: str, *, llm: bool) -> StageResult:
+    """Train ``alias`` with the stage's algorithm; register the result as a new version.
+
+    ``llm`` aliases get the base model directory and continue the champion's LoRA adapter; a
+    policy alias (the bandit's) continues the champion policy directory.
+    """
+    section = getattr(ctx.config.stages, ctx.stage)
+    algorithm = ctx.plugins.algorithm(section.algorithm)
+    options = algorithm_options(ctx.config, ctx.stage, ctx.plugins)
+    tasks = ctx.tasks()
+    by_id = {t.id: t for t in tasks}
+    data = gathered_training_data(ctx)
+    registry = ctx.models
+    parent = registry.champion(alias)
+    base_dir: Path | None = None
+    parent_dir: Path | None = None
+    if llm:
+        from chimera_core.serving.model_store import resolve_checkpoint
+
+        base_dir = resolve_checkpoint(ctx.config.models[alias].checkpoint, ctx.config)
+        parent_dir = None if parent == BASE else registry.fetch_adapter(alias, parent)
+    elif parent != BASE:
+        parent_dir = registry.fetch(alias, parent)
+    train_split = [t for t in tasks if t.split == ctx.config.stages.gather.split]
+
+    def save_artifact(name: str, payload: bytes) -> str:
+        ctx.store.put_bytes(ctx.key(name), payload)
+        return ctx.store.uri(ctx.key(name))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        request = TrainRequest(
+            stage=ctx.stage,
+            run_id=ctx.run_id,
+            alias=alias,
+            config=ctx.config,
+            options=options,
+            data=data,
+            tasks=by_id,
+            output_dir=Path(tmp) / "output",
+            log=ctx.log,
+            base_model=base_dir,
+            parent=parent_dir,
+            save_artifact=save_artifact,
+            score_completion=completion_scorer(ctx, by_id),
+            online_lab=online_lab(ctx, alias, train_split) if llm else None,  # type: ignore[arg-type]
+        )
+        ctx.log.info("algorithm %r trains %s from %s", algorithm.name, alias, parent)
+        result = algorithm.train(request)
+        metrics = {"algorithm": algorithm.name, **result.metrics}
+        if result.output_dir is None:
+            metrics["skipped"] = result.skipped or "the algorithm trained nothing"
+            ctx.log.info("nothing trained: %s", metrics["skipped"])
+            return StageResult(stage=ctx.stage, run_id=ctx.run_id, metrics=metrics)
+        if llm and not is_adapter_dir(result.output_dir):
+            raise FaultError(
+                f"algorithm {algorithm.name!r} saved no LoRA adapter in {result.output_dir}"
+            )
+        version = registry.register(
+            alias,
+            result.output_dir,
+            parent=parent,
+            stage=ctx.stage,
+            run_id=ctx.run_id,
+            data_sha256=result.data_sha256,
+            config=result.config,
+            metrics=metrics,
+        )
+    if llm and ctx.serving is not None:  # a pipeline's server: serve the new adapter at once
+        ctx.serving.offer(alias, version.version)
+    output = "model" if llm else "policy"
+    return StageResult(
+        stage=ctx.stage,
+        run_id=ctx.run_id,
+        outputs={output: version.uri, "alias": alias, "version": version.version},
+        metrics=metrics,
+    )
