@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -187,7 +187,11 @@ class Algorithm(Protocol):
     """A training algorithm for one tier (sft, grpo, verl, bandit...)."""
 
     name: str
-    options_model: ClassVar[type[AlgorithmOptions]]
+
+    @property
+    def options_model(self) -> type[AlgorithmOptions]:
+        """The model of ``stages.<stage>.options`` (a class attribute in practice)."""
+        ...
 
     def train(self, request: TrainRequest) -> TrainResult:
         """Train from the request's data, save into ``request.output_dir``, report."""
