@@ -19,16 +19,12 @@ from typing import Any
 from chimera_core.errors import ArtifactError
 
 MANIFEST = "manifest.json"
-_CHUNK = 1024 * 1024
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+    """Hex sha256 of a file, read in chunks (artifact and model manifests both use it)."""
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def normalize_key(key: str) -> str:

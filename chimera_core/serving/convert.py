@@ -11,14 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chimera_core.artifacts.base import sha256_file
 from chimera_core.errors import ChimeraError
-from chimera_core.serving.manifest import (
-    MANIFEST,
-    FileRecord,
-    ModelManifest,
-    SourceRecord,
-    sha256_file,
-)
+from chimera_core.serving.manifest import MANIFEST, FileRecord, ModelManifest, SourceRecord
 
 BASE_REF = "base"
 BASE_NAME = "smollm2-135m-instruct"

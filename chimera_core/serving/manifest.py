@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
+
+from chimera_core.artifacts.base import sha256_file
 
 MANIFEST = "chimera_model.json"
 FORMAT_VERSION = 1
@@ -43,14 +44,6 @@ class ModelManifest(BaseModel):
     chat_template: bool
     created_at: str
     transformers_version: str
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def has_chat_template(path: Path) -> bool:
