@@ -1,4 +1,8 @@
-"""Load a profile: YAML file, then ``CHIMERA_...`` environment overrides, then validation."""
+"""Load a profile: YAML file, then ``CHIMERA_...`` environment overrides, then validation.
+
+Precedence, lowest first: the models' defaults, the profile YAML, ``CHIMERA_*`` variables (read
+by pydantic-settings), ``CHIMERA_PUBMEDQA_FILE``, then explicit overrides (CLI flags, tests).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
+from pydantic_settings.sources.utils import parse_env_vars
 
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.errors import ConfigError
@@ -67,24 +74,92 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any, str]]:
-    """``CHIMERA_STAGES__SFT__MAX_STEPS=5`` -> (["stages","sft","max_steps"], 5, var).
+class _EnvBase(BaseSettings):
+    """How ``CHIMERA_*`` variables map onto the config; the fields are ChimeraConfig's."""
 
-    An empty value leaves the profile's setting: Airflow renders an unset DAG param as ''.
-    """
-    out = []
-    for var, raw in sorted(environ.items()):
-        if not var.startswith(ENV_PREFIX) or var in RESERVED_ENV or not raw.strip():
-            continue
-        if var.startswith(RESERVED_PREFIXES):
-            continue
-        path = [part.lower() for part in var[len(ENV_PREFIX) :].split("__")]
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_ignore_empty=True,  # Airflow renders an unset DAG param as ''
+        env_parse_none_str="null",
+        case_sensitive=False,
+        extra="ignore",
+    )
+
+
+# ChimeraConfig's fields, every one optional: the source only reads the variables (the field
+# types tell it which values are lists or sections); validation is ChimeraConfig's.
+_ENV_FIELDS: dict[str, Any] = {
+    name: (field.annotation, None) for name, field in ChimeraConfig.model_fields.items()
+}
+_EnvSettings = create_model("ChimeraEnvSettings", __base__=_EnvBase, **_ENV_FIELDS)
+
+
+class _UnreadableValue(ValueError):
+    """A structured value (list, mapping) that is neither JSON nor YAML."""
+
+    def __init__(self, value: str, reason: str) -> None:
+        super().__init__(reason)
+        self.value = value
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of ``os.environ``."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(_EnvSettings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        """Lists and mappings as JSON or YAML flow syntax (``[a, b]``), as profiles write them."""
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        out.append((path, value, var))
-    return out
+            return yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise _UnreadableValue(
+                value, f"not valid JSON or YAML: {reason} (got {value[:80]!r})"
+            ) from None
+
+
+def _override_vars(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``CHIMERA_*`` variables that override config keys; blank values count as unset."""
+    return {
+        var: raw if raw.strip() else ""
+        for var, raw in environ.items()
+        if var.startswith(ENV_PREFIX)
+        and var not in RESERVED_ENV
+        and not var.startswith(RESERVED_PREFIXES)
+    }
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``CHIMERA_STAGES__SFT__MAX_STEPS=5`` -> ``{"stages": {"sft": {"max_steps": "5"}}}``.
+
+    Read by pydantic-settings (``__`` nests, names are case-insensitive, empty values are
+    ignored, ``null`` is None); scalars stay strings for validation to convert. A variable
+    naming no config section is kept too, so validation reports it as an unknown key.
+    """
+    variables = _override_vars(environ)
+    try:
+        data = _EnvSource(variables)()
+    except SettingsError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, _UnreadableValue):
+            names = sorted(v for v, raw in variables.items() if raw == cause.value)
+            raise ConfigError(
+                [f"{name}: {cause}" for name in names] or [str(cause)], source="environment"
+            ) from None
+        raise ConfigError([f"{exc} ({cause})"], source="environment") from None
+    for var, raw in sorted(variables.items()):
+        path = [part.lower() for part in var[len(ENV_PREFIX) :].split("__")]
+        if raw and path[0] not in ChimeraConfig.model_fields:
+            _set_path(data, path, raw)
+    return data
 
 
 def _existing_key(node: dict[str, Any], key: str) -> str:
@@ -102,6 +177,16 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
             node[key] = child
         node = child
     node[_existing_key(node, path[-1])] = value
+
+
+def _merge(data: dict[str, Any], updates: Mapping[str, Any]) -> None:
+    """Deep-merge ``updates`` into ``data``, matching keys case-insensitively."""
+    for key, value in updates.items():
+        key = _existing_key(data, key)
+        if isinstance(value, Mapping) and isinstance(data.get(key), dict):
+            _merge(data[key], value)
+        else:
+            data[key] = value
 
 
 def _format_errors(exc: ValidationError) -> list[str]:
@@ -129,8 +214,7 @@ def load_config(
     path = resolve_profile_path(profile)
     data = _read_yaml(path)
     data.setdefault("profile", path.stem)
-    for key_path, value, _var in env_overrides(environ):
-        _set_path(data, key_path, value)
+    _merge(data, env_overrides(environ))
     if pubmedqa_file := environ.get("CHIMERA_PUBMEDQA_FILE"):
         _set_path(data, ["data", "file"], pubmedqa_file)
         _set_path(data, ["data", "source"], "file")
