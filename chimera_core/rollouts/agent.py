@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agentlightning import LitAgent
 from pydantic import BaseModel, Field
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from chimera_core.artifacts import ArtifactStore, open_store
 from chimera_core.config.models import ChimeraConfig
@@ -48,6 +56,48 @@ class RolloutInput(BaseModel):
 
 
 TRAINED_RESOURCE = "main_llm"  # the one resource Agent Lightning's VERL publishes
+
+R = TypeVar("R")
+
+
+def with_retries(
+    fn: Callable[[], R],
+    *,
+    max_attempts: int,
+    backoff_s: float,
+    on_fault: Callable[[int, str], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[R | None, str | None, int]:
+    """Run ``fn`` up to ``max_attempts`` times; returns (result, error, attempts made).
+
+    Faults (server down, timeouts: any exception) are retried after ``backoff_s``, doubled each
+    try, and each is passed to ``on_fault(attempt, error)``. A ``ChimeraError`` is a user error
+    (config, names) that retrying cannot help: it ends the loop at once. The last error is
+    returned, never raised: a failed rollout is recorded, it does not stop the stage.
+    """
+    retrying = Retrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=wait_exponential(multiplier=backoff_s, exp_base=2),
+        retry=retry_if_exception(_is_fault),
+        after=lambda state: on_fault(state.attempt_number, _describe(state)),
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        result, error = retrying(fn), None
+    except Exception as exc:
+        result, error = None, f"{type(exc).__name__}: {exc}"
+    return result, error, retrying.statistics.get("attempt_number", 1)
+
+
+def _is_fault(exc: BaseException) -> bool:
+    """Worth another try: any error but a user error (and never Ctrl-C or an exit)."""
+    return isinstance(exc, Exception) and not isinstance(exc, ChimeraError)
+
+
+def _describe(state: RetryCallState) -> str:
+    exc = state.outcome.exception() if state.outcome else None
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _usage(state: dict[str, Any]) -> dict[str, RoleUsage]:
@@ -143,32 +193,25 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
         provider = ConfigModelProvider(self.config, endpoints)
         handler = self.get_tracer().get_langchain_handler()
         start = time.perf_counter()
-        state: dict[str, Any] = {}
-        error: str | None = None
-        attempts = 0
-        retry = self.config.stages.gather
-        for attempts in range(1, retry.max_attempts + 1):
-            try:
-                state = dict(
-                    run_task(
-                        spec.task,
-                        self.config,
-                        provider,
-                        callbacks=[handler],
-                        supervisor_policy=self.supervisor_policy(spec),
-                        graph=self.graph,
-                    )
+        gather = self.config.stages.gather
+        result, error, attempts = with_retries(
+            lambda: dict(
+                run_task(
+                    spec.task,
+                    self.config,
+                    provider,
+                    callbacks=[handler],
+                    supervisor_policy=self.supervisor_policy(spec),
+                    graph=self.graph,
                 )
-                error = None
-                break
-            except ChimeraError as exc:  # a user error (config, names): retrying cannot help
-                error = f"{type(exc).__name__}: {exc}"
-                break
-            except Exception as exc:  # faults (server down, timeouts) are retried, then recorded
-                error = f"{type(exc).__name__}: {exc}"
-                log.warning("task %s attempt %d failed: %s", spec.task.id, attempts, error)
-                if attempts < retry.max_attempts:
-                    time.sleep(retry.retry_backoff_s * 2 ** (attempts - 1))
+            ),
+            max_attempts=gather.max_attempts,
+            backoff_s=gather.retry_backoff_s,
+            on_fault=lambda n, err: log.warning(
+                "task %s attempt %d failed: %s", spec.task.id, n, err
+            ),
+        )
+        state: dict[str, Any] = result or {}
         latency = time.perf_counter() - start
         record = self._record(spec, rollout.rollout_id, state, error, attempts, latency)
         if error is None:
