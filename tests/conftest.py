@@ -23,6 +23,7 @@ from tests.net import free_port, wait_for_port
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CHIMERA_SHARED_DIR", REPO.parent / "shared"))
 PUBMEDQA_DIR = SHARED / "data" / "pubmedqa"
+PUBMEDQA_FIXTURE = REPO / "tests" / "fixtures" / "pubmedqa"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -41,16 +42,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def pubmedqa_file() -> Path:
-    """The real PQA-L file shipped in ../shared."""
-    path = PUBMEDQA_DIR / "ori_pqal.json"
-    assert path.is_file(), f"PubMedQA data missing at {path} (set CHIMERA_SHARED_DIR)"
-    return path
+    """40 real PQA-L records kept in the repo (yes, no and maybe; tests/fixtures/pubmedqa)."""
+    return PUBMEDQA_FIXTURE / "ori_pqal.json"
 
 
 @pytest.fixture(scope="session")
 def test_ids_file() -> Path:
-    """The official PQA-L test PMIDs."""
-    return PUBMEDQA_DIR / "test_ground_truth.json"
+    """The official PQA-L test PMIDs among the fixture's records (20 of the 40)."""
+    return PUBMEDQA_FIXTURE / "test_ground_truth.json"
+
+
+@pytest.fixture(scope="session")
+def pubmedqa_full_dir() -> Path:
+    """../shared/data/pubmedqa: all 1000 PQA-L records and the 500 official test PMIDs.
+
+    Only for checks of the whole dataset; skipped where ../shared is absent (a bare clone).
+    """
+    if not (PUBMEDQA_DIR / "ori_pqal.json").is_file():
+        pytest.skip(f"the full PubMedQA data is not at {PUBMEDQA_DIR} (set CHIMERA_SHARED_DIR)")
+    return PUBMEDQA_DIR
 
 
 @pytest.fixture(scope="session")

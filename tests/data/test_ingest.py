@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -23,15 +24,22 @@ def _store(workdir: Path) -> LocalArtifactStore:
     return LocalArtifactStore(workdir / ".chimera" / "artifacts")
 
 
+def _labels(path: Path) -> Counter[str]:
+    return Counter(r["final_decision"] for r in json.loads(path.read_text()).values())
+
+
 def test_ingest_seed_split_counts(workdir: Path, pubmedqa_file: Path) -> None:
     assert main(["ingest", "--data-file", str(pubmedqa_file), "--split", "seed"]) == 0
     manifest, tasks = load_task_dataset(_store(workdir))
-    assert manifest.n_tasks == len(tasks) == 1000
+    labels = _labels(pubmedqa_file)
+    n = labels.total()
+    assert set(labels) == {"yes", "no", "maybe"}
+    assert manifest.n_tasks == len(tasks) == n
     assert {s: sum(c.values()) for s, c in manifest.counts.items()} == {
-        "train": 800,
-        "validation": 200,
+        "train": round(n * 0.8),
+        "validation": n - round(n * 0.8),
     }
-    assert manifest.label_totals == {"maybe": 110, "no": 338, "yes": 552}
+    assert manifest.label_totals == dict(labels)
     assert manifest.source == str(pubmedqa_file)
     assert len(manifest.sha256) == 64
 
@@ -42,7 +50,12 @@ def test_ingest_official_split_and_versions(
     args = ["ingest", "--data-file", str(pubmedqa_file), "--split", "official"]
     assert main([*args, "--test-ids", str(test_ids_file)]) == 0
     manifest, _ = load_task_dataset(_store(workdir))
-    assert {s: sum(c.values()) for s, c in manifest.counts.items()} == {"test": 500, "train": 500}
+    n_test = len(json.loads(test_ids_file.read_text()))
+    n_train = _labels(pubmedqa_file).total() - n_test
+    assert {s: sum(c.values()) for s, c in manifest.counts.items()} == {
+        "test": n_test,
+        "train": n_train,
+    }
     first = current_version(_store(workdir))
     # Same input, same version: content-addressed and idempotent.
     assert main([*args, "--test-ids", str(test_ids_file)]) == 0
@@ -62,7 +75,7 @@ def test_bad_data_keeps_the_current_version(
     assert main(["ingest", "--data-file", str(pubmedqa_file)]) == 0
     good = current_version(_store(workdir))
     data = json.loads(pubmedqa_file.read_text())
-    bad_id = list(data)[500]
+    bad_id = list(data)[len(data) // 2]
     data[bad_id]["final_decision"] = "unclear"
     bad = workdir / "bad.json"
     bad.write_text(json.dumps(data))

@@ -120,18 +120,33 @@ def all_tasks(pubmedqa_file: Path) -> list[ResearchTask]:
     return to_tasks(read_file(pubmedqa_file))
 
 
+def _check_splits(tasks: list[ResearchTask], test_ids: set[str], labels: dict[str, int]) -> None:
+    n = len(tasks)
+    assert n == sum(labels.values())
+    assert {label: sum(t.expected_decision == label for t in tasks) for label in labels} == labels
+    seed = seed_split(tasks, 0.8)
+    n_train = round(n * 0.8)
+    assert [t.split for t in seed].count("train") == n_train
+    assert all(t.split == "train" for t in seed[:n_train])
+    official = official_split(tasks, test_ids)
+    assert [t.split for t in official].count("test") == len(test_ids)
+    strat = stratified_split(tasks, 0.8, seed=3)
+    assert strat == stratified_split(tasks, 0.8, seed=3)
+    for label, total in labels.items():
+        n_label = sum(t.split == "train" and t.expected_decision == label for t in strat)
+        assert n_label == round(total * 0.8)
+
+
 def test_real_file_splits(all_tasks: list[ResearchTask], test_ids_file: Path) -> None:
-    assert len(all_tasks) == 1000
-    seed = seed_split(all_tasks, 0.8)
-    assert [t.split for t in seed].count("train") == 800
-    assert all(t.split == "train" for t in seed[:800])
-    official = official_split(all_tasks, read_id_file(test_ids_file))
-    assert [t.split for t in official].count("test") == 500
-    strat = stratified_split(all_tasks, 0.8, seed=3)
-    assert strat == stratified_split(all_tasks, 0.8, seed=3)
-    for label, total in (("yes", 552), ("no", 338), ("maybe", 110)):
-        n_train = sum(t.split == "train" and t.expected_decision == label for t in strat)
-        assert n_train == round(total * 0.8)
+    # The fixture: 40 real records with every label, 20 of them in the official test split.
+    _check_splits(all_tasks, read_id_file(test_ids_file), {"yes": 18, "no": 12, "maybe": 10})
+
+
+def test_the_whole_pqal_file_splits(pubmedqa_full_dir: Path) -> None:
+    tasks = to_tasks(read_file(pubmedqa_full_dir / "ori_pqal.json"))
+    test_ids = read_id_file(pubmedqa_full_dir / "test_ground_truth.json")
+    assert len(test_ids) == 500
+    _check_splits(tasks, test_ids, {"yes": 552, "no": 338, "maybe": 110})
 
 
 def test_official_split_with_unknown_ids(all_tasks: list[ResearchTask]) -> None:
