@@ -1,26 +1,24 @@
 """Lenient JSON from model replies: find it in prose or fences, validate, repair once, else default.
 
 A tiny model wraps JSON in prose or code fences, uses single quotes or trailing commas, and runs
-out of tokens mid-object. Extraction tolerates all of that; what still fails validation gets one
-repair request showing the error, and after that the caller's safe default is used and the
-failure is reported, so malformed output never crashes a rollout.
+out of tokens mid-object. Extraction (json-repair) tolerates all of that; what still fails
+validation gets one repair request showing the error, and after that the caller's safe default
+is used and the failure is reported, so malformed output never crashes a rollout.
 """
 
 from __future__ import annotations
 
-import ast
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import json_repair
 from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)(?:```|$)", re.DOTALL)
-_TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _MAX_RAW_CHARS = 600
 
 
@@ -53,79 +51,39 @@ class ParseResult(Generic[T]):
         return next((r.strip() for r in self.replies if r.strip() and "{" not in r), "")
 
 
-def _balanced_objects(text: str) -> list[str]:
-    """Every top-level ``{...}`` span, plus an unterminated tail closed as well as possible."""
-    spans: list[str] = []
-    depth = 0
-    start = -1
-    in_str: str | None = None
-    escaped = False
-    stack: list[str] = []
-    for i, ch in enumerate(text):
-        if in_str:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == in_str:
-                in_str = None
-            continue
-        if ch in "\"'" and depth:
-            in_str = ch
-        elif ch in "{[":
-            if depth == 0 and ch == "{":
-                start = i
-            if depth or ch == "{":
-                depth += 1
-                stack.append("}" if ch == "{" else "]")
-        elif ch in "}]" and depth:
-            depth -= 1
-            stack.pop()
-            if depth == 0:
-                spans.append(text[start : i + 1])
-    if depth and start >= 0:
-        # Cut off by max_tokens: close the open string and brackets.
-        tail = text[start:].rstrip()
-        if in_str:
-            tail += in_str
-        if stack[-1] == "}":  # inside an object: drop a dangling key, null a missing value
-            tail = re.sub(r',\s*(?:"[^"]*"\s*)?$', "", tail)
-            tail = re.sub(r":\s*$", ": null", tail)
-        else:
-            tail = re.sub(r",\s*$", "", tail)
-        spans.append(tail + "".join(reversed(stack)))
-    return spans
+def _objects(chunk: str) -> list[dict[str, Any]]:
+    """The JSON objects json-repair reads in a chunk of a reply, in order.
 
-
-def _loads(candidate: str) -> Any:
-    """json.loads, then the same without trailing commas, then a Python literal."""
+    Strict mode first: it still closes a reply cut off by max_tokens, unquotes keys, drops
+    trailing commas and reads Python literals, but refuses to guess. What it refuses (prose
+    after the object, several objects, a value cut off after its key) is read leniently, where
+    a repeated object counts as an update (the last one wins) and an object whose every value
+    had to be made up ('') is noise, not an answer.
+    """
     try:
-        return json.loads(candidate)
-    except json.JSONDecodeError:
-        pass
-    cleaned = _TRAILING_COMMA.sub(r"\1", candidate)
-    try:
-        return json.loads(cleaned)
-    except json.JSONDecodeError:
-        pass
-    py = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", cleaned))
-    py = re.sub(r"\bnull\b", "None", py)
-    try:
-        return ast.literal_eval(py)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
+        value = json_repair.loads(chunk, strict=True)
+        lenient = False
+    except (ValueError, RecursionError):
+        try:
+            value = json_repair.loads(chunk)
+        except (ValueError, RecursionError):
+            return []
+        lenient = True
+    found = value if isinstance(value, list) else [value]
+    return [
+        obj
+        for obj in found
+        if isinstance(obj, dict) and not (lenient and all(v == "" for v in obj.values()))
+    ]
 
 
 def extract_json(text: str) -> dict[str, Any]:
     """The first JSON object found in a reply (fenced or not); OutputError if there is none."""
     if not text or not text.strip():
         raise OutputError("the reply was empty; expected one JSON object")
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    for chunk in candidates:
-        for span in _balanced_objects(chunk):
-            obj = _loads(span)
-            if isinstance(obj, dict):
-                return obj
+    for chunk in [m.group(1) for m in _FENCE.finditer(text)] + [text]:
+        if objects := _objects(chunk):
+            return objects[0]
     raise OutputError("no JSON object found in the reply")
 
 
