@@ -159,16 +159,22 @@ class GatherConfig(Section):
 
 
 class TrainingStageConfig(Section):
-    """A training stage: the algorithm plugin it runs and that algorithm's options.
+    """A training stage: the algorithm plugin it runs, and options per algorithm name.
 
-    The options are validated against the algorithm's own options model when the config is
-    loaded by a command (``chimera_core.plugins.check_config``); unknown keys are errors.
+    ``options.<algorithm>`` is validated against that algorithm's own options model when a
+    command loads the config (``chimera_core.plugins.check_config``); unknown keys are errors.
+    Options are kept per algorithm so that switching ``algorithm`` (e.g. verl -> grpo from the
+    environment) never feeds one algorithm the other's settings.
     """
 
     algorithm: str = Field(description="A registered algorithm (`chimera plugins list`).")
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="The algorithm's options (its options model)."
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Algorithm name -> its options (its options model)."
     )
+
+    def chosen_options(self) -> dict[str, Any]:
+        """The options of the algorithm this stage runs (empty: its defaults)."""
+        return dict(self.options.get(self.algorithm) or {})
 
 
 def _training(algorithm: str) -> Any:

@@ -16,21 +16,21 @@ TRAINING_STAGES = ("sft", "ppo", "bandit")
 def algorithm_options(config: ChimeraConfig, stage: str, registry: PluginRegistry) -> Any:
     """The validated options of the algorithm a training stage names."""
     section = getattr(config.stages, stage)
-    algorithm = registry.algorithm(section.algorithm)
+    return _validated(stage, section.algorithm, section.chosen_options(), registry)
+
+
+def _validated(stage: str, name: str, options: dict[str, Any], registry: PluginRegistry) -> Any:
     try:
-        return algorithm.options_model.model_validate(section.options)
+        return registry.algorithm(name).options_model.model_validate(options)
     except ValidationError as exc:
-        raise ConfigError(_option_problems(stage, section.algorithm, exc)) from None
-
-
-def _option_problems(stage: str, algorithm: str, exc: ValidationError) -> list[str]:
-    problems = []
-    for error in exc.errors():
-        path = ".".join(str(p) for p in error["loc"])
-        problems.append(
-            f"stages.{stage}.options.{path}: {error['msg']} (options of algorithm {algorithm!r})"
-        )
-    return problems
+        problems = []
+        for error in exc.errors():
+            path = ".".join(str(p) for p in error["loc"])
+            problems.append(
+                f"stages.{stage}.options.{name}.{path}: {error['msg']} "
+                f"(options of algorithm {name!r})"
+            )
+        raise ConfigError(problems) from None
 
 
 def check_config(config: ChimeraConfig, registry: PluginRegistry | None = None) -> None:
@@ -53,20 +53,29 @@ def check_config(config: ChimeraConfig, registry: PluginRegistry | None = None) 
         known("reward", reward, "rewards.weights")
     known("adapter", config.stages.trace_adapter, "stages.trace_adapter")
     for stage in TRAINING_STAGES:
-        name = getattr(config.stages, stage).algorithm
-        if not known("algorithm", name, f"stages.{stage}.algorithm"):
-            continue
-        try:
-            options = algorithm_options(config, stage, registry)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            continue
-        rank = getattr(options, "lora_r", None)
-        if isinstance(rank, int) and rank > config.serving.max_lora_rank:
-            problems.append(
-                f"stages.{stage}.options.lora_r: {rank} is above serving.max_lora_rank "
-                f"({config.serving.max_lora_rank}); the server could not load the adapter"
-            )
+        section = getattr(config.stages, stage)
+        known("algorithm", section.algorithm, f"stages.{stage}.algorithm")
+        # Every algorithm given options is checked, not only the chosen one: a typo in the
+        # options of the algorithm switched to later is found now.
+        for name in {section.algorithm, *section.options}:
+            if name != section.algorithm and not known(
+                "algorithm", name, f"stages.{stage}.options.{name}"
+            ):
+                continue
+            if name not in registry.names("algorithm"):
+                continue
+            try:
+                options = _validated(stage, name, section.options.get(name) or {}, registry)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                continue
+            rank = getattr(options, "lora_r", None)
+            if isinstance(rank, int) and rank > config.serving.max_lora_rank:
+                problems.append(
+                    f"stages.{stage}.options.{name}.lora_r: {rank} is above "
+                    f"serving.max_lora_rank ({config.serving.max_lora_rank}); the server could "
+                    "not load the adapter"
+                )
     if problems:
         raise ConfigError(problems, source=f"profile {config.profile!r} against the plugins")
 

@@ -26,13 +26,13 @@ def test_env_overrides_nested_keys_and_role_names_case_insensitively() -> None:
     config = load_config(
         "local",
         environ={
-            "CHIMERA_STAGES__SFT__OPTIONS__MAX_STEPS": "3",
+            "CHIMERA_STAGES__SFT__OPTIONS__SFT__MAX_STEPS": "3",
             "CHIMERA_ROLES__SUPERVISOR__TEMPERATURE": "0.5",
             "CHIMERA_ARTIFACTS__BACKEND": "s3",
             "CHIMERA_PUBMEDQA_FILE": "/data/ori_pqal.json",
         },
     )
-    assert int(config.stages.sft.options["max_steps"]) == 3
+    assert int(config.stages.sft.chosen_options()["max_steps"]) == 3
     assert config.roles["Supervisor"].temperature == 0.5
     assert config.artifacts.backend == "s3"
     assert config.data.source == "file"

@@ -56,7 +56,7 @@ def _profile(tmp_path: Path, url: str, data_file: Path, base_dir: Path) -> Path:
     data["tracking"] = {"wandb_mode": "disabled", "wandb_dir": str(tmp_path / "wandb")}
     data["stages"]["gather"].update(n_tasks=2, n_runners=1, max_attempts=1)
     data["stages"]["evaluate"].update(n_tasks=2)
-    data["stages"]["ppo"]["options"].update(total_steps=1, max_response_length=8)
+    data["stages"]["ppo"]["options"]["grpo"].update(total_steps=1, max_response_length=8)
     path = tmp_path / "profile.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -79,7 +79,7 @@ def _ctx(
     }
     overrides["serving.models_dir"] = str(tmp_path / "models")
     overrides["stages.trace_adapter"] = "echo"
-    overrides["stages.sft"] = {"algorithm": "recording", "options": options}
+    overrides["stages.sft"] = {"algorithm": "recording", "options": {"recording": options}}
     config = load_config("local", overrides=overrides, environ={})
     plugins = build_registry(environ={"CHIMERA_PLUGINS": ""})
     plugins.add("adapter", EchoAdapter(), TEST_PLUGIN)
@@ -140,5 +140,6 @@ def test_unknown_algorithm_options_are_config_errors_naming_the_key(
     with pytest.raises(ConfigError) as err:
         check_config(ctx.config, ctx.plugins)
     assert any(
-        p.startswith("stages.sft.options.stepz:") and "'recording'" in p for p in err.value.problems
+        p.startswith("stages.sft.options.recording.stepz:") and "'recording'" in p
+        for p in err.value.problems
     )

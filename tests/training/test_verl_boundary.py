@@ -13,7 +13,7 @@ from chimera_plugins.algorithms.verl_config import missing_requirements, verl_co
 
 
 def test_verl_config_carries_the_gpu_profiles_settings() -> None:
-    ppo = VERLOptions.model_validate(load_config("gpu", environ={}).stages.ppo.options)
+    ppo = VERLOptions.model_validate(load_config("gpu", environ={}).stages.ppo.chosen_options())
     config = verl_config(ppo, "/models/senior", n_gpus=1, run_name="r1")
     assert config["algorithm"]["adv_estimator"] == ppo.adv_estimator == "grpo"
     rollout = config["actor_rollout_ref"]["rollout"]
