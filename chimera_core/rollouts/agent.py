@@ -32,6 +32,7 @@ from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import ChimeraError
 from chimera_core.lab.graph import LabGraph, build_graph
 from chimera_core.lab.models import ConfigModelProvider, Endpoint, shared_http_clients
+from chimera_core.lab.prompts import shared_task_message
 from chimera_core.lab.run import run_task
 from chimera_core.lab.supervisor_policy import EpsilonExplore, LLMPolicy, SupervisorPolicy
 from chimera_core.logs import get_logger
@@ -223,6 +224,7 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
                         state=state,
                         config=self.config,
                         chat=self._judge_chat(provider),
+                        shared_context=shared_task_message(spec.task.goal, spec.task.context),
                     ),
                 )
                 record.reward = reward.value

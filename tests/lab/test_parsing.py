@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from chimera_core.lab.parsing import OutputError, extract_json, parse_output, parse_with_repair
-from chimera_core.lab.schemas import (
+from chimera_core.data.agent_outputs import (
     JuniorResearch,
     PIDecision,
     Protocol,
     ReviewDecision,
     SupervisorChoice,
+)
+from chimera_core.data.output_parsing import (
+    OutputError,
+    extract_json,
+    parse_output,
+    parse_with_repair,
 )
 
 
