@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from chimera_core.config import load_config
 from chimera_core.errors import PluginError
-from chimera_core.plugins import RewardInput, ToolContext, build_registry
+from chimera_core.plugins import ResearchTask, RewardInput, ToolContext, build_registry
 from chimera_core.plugins.manager import PluginInfo, PluginRegistry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,8 +31,13 @@ def _fake_dist(site: Path, dist: str, ep_name: str, module: str, source: str) ->
 
 @pytest.fixture(scope="module")
 def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example plugin really installed (pip, no deps) into a private site directory."""
+    """The example plugin really installed (pip, no deps) into a private site directory.
+
+    It is built from a copy, so no build/ or *.egg-info/ lands in examples/.
+    """
     site = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run(
         [
             sys.executable,
@@ -43,7 +49,7 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--target",
             str(site),
-            str(EXAMPLE),
+            str(source),
         ],
         check=True,
         capture_output=True,
@@ -71,7 +77,9 @@ def test_builtins_register_through_the_same_hooks() -> None:
         assert entry.plugin.builtin
 
 
-def test_example_plugin_is_listed_and_works(example_site: Path) -> None:
+def test_example_plugin_is_listed_and_works(
+    example_site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     proc = _chimera(example_site, "plugins", "list", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = {r["plugin"]: r for r in json.loads(proc.stdout)}
@@ -85,11 +93,57 @@ def test_example_plugin_is_listed_and_works(example_site: Path) -> None:
     finally:
         sys.path.remove(str(example_site))
     config = load_config("local", environ={})
+    task = ResearchTask(id="t1", goal="Does X help?", context="c", expected_decision="yes")
     tool = registry.tool("dose_calculator")
-    assert tool.run("weight_kg=70 dose_mg_per_kg=2.5", ToolContext(config)) == "total dose: 175 mg"
+    context = ToolContext(config, task=task, role="ProtocolDesigner")
+    assert tool.run("70 kg at 2.5 mg/kg", context) == "total dose: 175 mg (70 kg at 2.5 mg/kg)"
+    assert tool.run("Does X help?", context).startswith("dose_calculator: give a body weight")
+
     reward = registry.reward("step_brevity")
-    state = {"final_protocol": {"steps": ["short step", "word " * 60]}}
-    assert reward.score(RewardInput(task=None, state=state, config=config)).value == 0.5  # type: ignore[arg-type]
+    state = {"final_protocol": {"steps": ["Recruit 60 adults", "word " * 31]}}
+    score = reward.score(RewardInput(task=task, state=state, config=config))
+    assert (score.value, score.breakdown) == (0.5, {"short_steps": 1.0, "steps": 2.0})
+    designed = {"experimental_protocol": {"steps": ["Measure pain at 24 h"]}}  # GRPO's view
+    assert reward.score(RewardInput(task=task, state=designed, config=config)).value == 1.0
+    empty = reward.score(RewardInput(task=task, state={}, config=config))
+    assert (empty.value, empty.reason) == (0.0, "no protocol steps")
+
+    # Its lifecycle hooks append one JSON line per event to $EXAMPLE_PLUGIN_EVENTS.
+    events = tmp_path / "events.jsonl"
+    monkeypatch.setenv("EXAMPLE_PLUGIN_EVENTS", str(events))
+    record = {"status": "succeeded", "reward": 0.5}
+    registry.notify("on_rollout_finished", run_id="r1", task_id="t1", reward=0.5, record=record)
+    registry.notify("on_stage_finished", run_id="r1", stage="gather", outputs={"a": "file:///a"})
+    assert [json.loads(line) for line in events.read_text().splitlines()] == [
+        {
+            "event": "rollout_finished",
+            "run_id": "r1",
+            "task_id": "t1",
+            "reward": 0.5,
+            "status": "succeeded",
+        },
+        {
+            "event": "stage_finished",
+            "run_id": "r1",
+            "stage": "gather",
+            "outputs": {"a": "file:///a"},
+        },
+    ]
+
+
+def test_the_example_plugins_own_tests_pass(example_site: Path, tmp_path: Path) -> None:
+    """The tests docs/plugins.md shows, run as an author would, against the installed plugin."""
+    env = {**os.environ, "PYTHONPATH": str(example_site), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("CHIMERA_PLUGINS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 passed" in proc.stdout
 
 
 def test_allow_list_limits_external_plugins(example_site: Path) -> None:
