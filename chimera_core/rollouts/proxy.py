@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -11,8 +12,12 @@ from chimera_core.lab.models import Endpoint
 
 
 def key_variable(alias: str) -> str:
-    """The environment variable that holds an alias's endpoint key in the rollout session."""
-    return "CHIMERA_ENDPOINT_KEY_" + re.sub(r"[^A-Z0-9]", "_", alias.upper())
+    """The environment variable that holds an alias's endpoint key in the rollout session.
+
+    A digest of the exact alias keeps aliases that differ only in case or punctuation apart.
+    """
+    digest = hashlib.sha256(alias.encode()).hexdigest()[:8]
+    return f"CHIMERA_ENDPOINT_KEY_{re.sub(r'[^A-Z0-9]', '_', alias.upper())}_{digest}"
 
 
 def key_variables(endpoints: Mapping[str, Endpoint]) -> dict[str, str]:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from chimera_core.artifacts import ArtifactStore, join_key
 from chimera_core.data.rollouts import RolloutRecord
-from chimera_core.errors import ArtifactNotFound
+from chimera_core.errors import ArtifactError, ArtifactNotFound
+from chimera_core.logs import get_logger
+
+log = get_logger("rollouts")
 
 
 def record_key(prefix: str, task_id: str) -> str:
@@ -20,26 +25,35 @@ def spans_key(prefix: str, task_id: str) -> str:
 
 
 def load_record(store: ArtifactStore, key: str) -> RolloutRecord | None:
-    """A stored record, or None when it does not exist yet."""
+    """A stored record, or None when it does not exist yet or cannot be read.
+
+    An unreadable record (truncated upload, hand edit, older schema) counts as absent, with a
+    warning naming it: its task runs again instead of one file stopping the whole stage.
+    """
     try:
         return RolloutRecord.model_validate(store.get_json(key))
     except ArtifactNotFound:
         return None
+    except (ArtifactError, ValidationError) as exc:
+        reason = str(exc).splitlines()[0]
+        log.warning("unreadable rollout record %s (%s); treated as absent", store.uri(key), reason)
+        return None
 
 
 def load_records(store: ArtifactStore, prefix: str) -> list[RolloutRecord]:
-    """Every record under a rollout prefix, in key order."""
-    return [
-        RolloutRecord.model_validate(store.get_json(key))
-        for key in store.list(join_key(prefix, "records"))
-        if key.endswith(".json")
-    ]
+    """Every readable record under a rollout prefix, in key order (unreadable ones skipped)."""
+    keys = [k for k in store.list(join_key(prefix, "records")) if k.endswith(".json")]
+    return [r for r in (load_record(store, k) for k in keys) if r is not None]
 
 
 def load_spans(store: ArtifactStore, prefix: str, task_id: str) -> list[dict[str, Any]]:
-    """The saved spans of one task's rollout (empty if none were saved)."""
+    """The saved spans of one task's rollout (empty if none were saved or they are unreadable)."""
+    key = spans_key(prefix, task_id)
     try:
-        spans: list[dict[str, Any]] = store.get_json(spans_key(prefix, task_id))
+        spans: list[dict[str, Any]] = store.get_json(key)
     except ArtifactNotFound:
+        return []
+    except ArtifactError as exc:
+        log.warning("unreadable spans %s (%s); no spans used", store.uri(key), exc)
         return []
     return spans

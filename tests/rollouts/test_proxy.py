@@ -74,7 +74,7 @@ def test_each_alias_is_routed_from_its_served_name_to_its_endpoint_model(
     assert routes["remote-senior"] == {
         "model": "hosted_vllm/remote-senior",
         "api_base": REMOTE,
-        "api_key": "os.environ/CHIMERA_ENDPOINT_KEY_SENIOR",
+        "api_key": f"os.environ/{key_variable('senior')}",
         "timeout": 42.0,
     }
 
@@ -96,10 +96,10 @@ def test_key_variables_hold_each_alias_key(
     config: ChimeraConfig, endpoints: dict[str, Endpoint]
 ) -> None:
     assert key_variables(endpoints) == {
-        "CHIMERA_ENDPOINT_KEY_JUNIOR": SERVER_KEY,
-        "CHIMERA_ENDPOINT_KEY_SENIOR": REMOTE_KEY,
-        "CHIMERA_ENDPOINT_KEY_BOARD": SERVER_KEY,
-        "CHIMERA_ENDPOINT_KEY_JUDGE": SERVER_KEY,
+        key_variable("junior"): SERVER_KEY,
+        key_variable("senior"): REMOTE_KEY,
+        key_variable("board"): SERVER_KEY,
+        key_variable("judge"): SERVER_KEY,
     }
     assert key_variables({}) == {}
 
@@ -117,9 +117,9 @@ def test_litellm_resolves_each_reference_to_the_alias_key(
 
 
 def test_variable_names_are_environment_safe() -> None:
-    assert key_variable("junior") == "CHIMERA_ENDPOINT_KEY_JUNIOR"
-    assert key_variable("senior-2.lora") == "CHIMERA_ENDPOINT_KEY_SENIOR_2_LORA"
-    assert key_variable("jünior x") == "CHIMERA_ENDPOINT_KEY_J_NIOR_X"
+    assert key_variable("junior").startswith("CHIMERA_ENDPOINT_KEY_JUNIOR_")
+    assert key_variable("senior-2.lora").startswith("CHIMERA_ENDPOINT_KEY_SENIOR_2_LORA_")
+    assert key_variable("jünior x").startswith("CHIMERA_ENDPOINT_KEY_J_NIOR_X_")
 
 
 def test_an_alias_without_an_endpoint_is_not_silently_dropped(
@@ -130,13 +130,6 @@ def test_an_alias_without_an_endpoint_is_not_silently_dropped(
         proxy_model_list(config, partial)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG chimera_core/rollouts/proxy.py:15: key_variable folds aliases that differ only "
-    "in case or punctuation (a-b, a_b, A_B) onto one variable, so key_variables keeps the last "
-    "key and the other alias's proxy route sends the wrong key",
-    raises=AssertionError,
-)
 def test_aliases_that_differ_only_in_punctuation_keep_their_own_keys() -> None:
     endpoints = {
         "lab-a": Endpoint(SERVER, "m", "key-of-lab-a"),

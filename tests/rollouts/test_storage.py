@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from chimera_core.artifacts import LocalArtifactStore
 from chimera_core.data.rollouts import RolloutRecord
-from chimera_core.errors import ArtifactError
 from chimera_core.rollouts.storage import (
     load_record,
     load_records,
@@ -127,13 +125,6 @@ CORRUPT = {
 
 
 @pytest.mark.parametrize("content", CORRUPT.values(), ids=list(CORRUPT))
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG chimera_core/rollouts/storage.py:25: a corrupt record raises (ArtifactError or "
-    "ValidationError) instead of counting as absent, so run_rollouts (runner.py:53) stops the "
-    "whole gather/evaluate before running anything",
-    raises=(ArtifactError, ValidationError),
-)
 def test_a_corrupt_record_counts_as_absent_so_its_task_runs_again(
     store: LocalArtifactStore, content: bytes
 ) -> None:
@@ -143,13 +134,6 @@ def test_a_corrupt_record_counts_as_absent_so_its_task_runs_again(
 
 
 @pytest.mark.parametrize("content", CORRUPT.values(), ids=list(CORRUPT))
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG chimera_core/rollouts/storage.py:32: one corrupt record makes load_records raise, "
-    "so the training stages (training_stage.py:38) and evaluate (evaluate.py:117) lose every "
-    "good record with it",
-    raises=(ArtifactError, ValidationError),
-)
 def test_load_records_skips_a_corrupt_record_and_keeps_the_rest(
     store: LocalArtifactStore, content: bytes
 ) -> None:
@@ -159,13 +143,6 @@ def test_load_records_skips_a_corrupt_record_and_keeps_the_rest(
     assert [r.task_id for r in load_records(store, PREFIX)] == ["1", "3"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG chimera_core/rollouts/storage.py:42: corrupt spans raise ArtifactError (only a "
-    "missing file is caught), so one bad spans file stops the training stage "
-    "(training_stage.py:37)",
-    raises=ArtifactError,
-)
 def test_corrupt_spans_read_as_no_spans(store: LocalArtifactStore) -> None:
     store.put_bytes(spans_key(PREFIX, "1"), b"[{")
     assert load_spans(store, PREFIX, "1") == []
