@@ -135,7 +135,11 @@ def run() -> dict[str, Any]:
     from chimera_plugins.algorithms.options import SFTOptions
 
     cfg = SFTOptions.model_validate(
-        {**config.stages.sft.chosen_options(), "max_steps": WARMUP + MEASURED, "use_unsloth": "never"}
+        {
+            **config.stages.sft.chosen_options(),
+            "max_steps": WARMUP + MEASURED,
+            "use_unsloth": "never",
+        }
     )
     base_dir = prepare_model(config.serving.models_dir).path
     convs = conversations()
