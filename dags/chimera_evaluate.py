@@ -6,12 +6,13 @@ import os
 
 import pendulum
 from airflow.sdk import DAG, Param
-from chimera_airflow import stage_task
+from chimera_airflow import stage_pipeline, stages_param
 
 from chimera_core.config import load_config
 
 PROFILE = os.environ.get("CHIMERA_PROFILE", "local")
 CONFIG = load_config(PROFILE)
+STAGES = ["ingest", "evaluate"]
 
 with DAG(
     dag_id="chimera_evaluate",
@@ -23,7 +24,7 @@ with DAG(
     doc_md=__doc__,
     params={
         "profile": Param(PROFILE, type="string", description="Chimera profile (configs/*.yaml)."),
-        "stages": Param(["ingest", "evaluate"], type="array", description="Stages to run."),
+        "stages": stages_param(STAGES),
         "model_set": Param(
             "champion", type="string", description="champion, base, or a version id."
         ),
@@ -32,7 +33,7 @@ with DAG(
         ),
     },
 ) as dag:
-    stage_task("ingest", CONFIG) >> stage_task("evaluate", CONFIG)
+    stage_pipeline(STAGES, CONFIG)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 Each task runs `chimera stage NAME --run-id <airflow run id>`: a local subprocess (laptop) or a
 GPU pod (Kubernetes), per the profile's `orchestration` section. Stages are idempotent for a run
 id, so a retried task resumes from its artifacts. Trigger from the UI with custom params.
+
+`select_stages` runs first and marks the stages left out of the `stages` param as skipped, so
+they never start. A user error (bad params or profile, exit 2) fails its task at once; a fault
+(exit 1: a server died, ...) is retried.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import os
 
 import pendulum
 from airflow.sdk import DAG, Param
-from chimera_airflow import stage_task
+from chimera_airflow import stage_pipeline, stages_param
 
 from chimera_core.config import load_config
 
@@ -30,12 +34,7 @@ with DAG(
     doc_md=__doc__,
     params={
         "profile": Param(PROFILE, type="string", description="Chimera profile (configs/*.yaml)."),
-        "stages": Param(
-            STAGES,
-            type="array",
-            items={"type": "string", "enum": STAGES},
-            description="Stages to run; the others are skipped.",
-        ),
+        "stages": stages_param(STAGES),
         "gather_tasks": Param(
             None, type=["null", "integer"], minimum=1, description="Tasks to gather."
         ),
@@ -46,12 +45,7 @@ with DAG(
         "ppo_steps": Param(None, type=["null", "integer"], minimum=1, description="RL steps."),
     },
 ) as dag:
-    previous = None
-    for stage in STAGES:
-        task = stage_task(stage, CONFIG)
-        if previous is not None:
-            previous >> task
-        previous = task
+    stage_pipeline(STAGES, CONFIG)
 
 
 if __name__ == "__main__":

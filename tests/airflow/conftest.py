@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,4 +29,17 @@ else:
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
     os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+    # The DAG files load a profile whose data is a file: the repo's 40-record fixture unless set.
+    os.environ.setdefault(
+        "CHIMERA_PUBMEDQA_FILE", str(REPO / "tests" / "fixtures" / "pubmedqa" / "ori_pqal.json")
+    )
     sys.path.insert(0, str(REPO / "plugins"))
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Iterator[None]:
+    """A fresh metadata database for the tests that run DAGs (dag.test())."""
+    from airflow.utils import db
+
+    db.resetdb()
+    yield

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,21 +30,19 @@ roles:
   PrincipalInvestigator: {tier: board, model: board}
 stages:
   gather: {n_tasks: 1, n_runners: 1, max_turns: 4}
-  sft: {top_quantile: 1.0, reward_threshold: 0.0, max_steps: 1, batch_size: 1, grad_accum: 1,
-        lora_r: 4, max_seq_length: 512}
-  ppo: {total_steps: 1, rollout_n: 2, train_batch_size: 2, max_response_length: 8,
-        max_prompt_length: 512, lora_r: 4}
+  sft:
+    algorithm: sft
+    options:
+      sft: {top_quantile: 1.0, reward_threshold: 0.0, max_steps: 1, batch_size: 1, grad_accum: 1,
+            lora_r: 4, max_seq_length: 512}
+  ppo:
+    algorithm: grpo
+    options:
+      grpo: {total_steps: 1, rollout_n: 2, train_batch_size: 2, max_response_length: 8,
+             max_prompt_length: 512, lora_r: 4}
   evaluate: {n_tasks: 1, bootstrap_samples: 100}
 tracking: {wandb_mode: disabled}
 """
-
-
-@pytest.fixture(scope="module")
-def airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    from airflow.utils import db
-
-    db.resetdb()
-    yield
 
 
 def _profile(tmp_path: Path, s3_server: str) -> Path:
@@ -94,7 +91,7 @@ def test_ingest_only_run_skips_the_rest(airflow_db: None, s3_server: str, tmp_pa
     _profile(tmp_path, s3_server)
     state, tasks = _run(["ingest"])
     assert state == "success", tasks
-    assert tasks["ingest"] == "success"
+    assert (tasks["select_stages"], tasks["ingest"], tasks["done"]) == ("success",) * 3
     assert {tasks[s] for s in ("gather", "sft", "ppo", "bandit", "evaluate", "promote")} == {
         "skipped"
     }
