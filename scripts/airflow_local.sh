@@ -7,6 +7,11 @@
 # task logs from the local disk). SQLite metadata DB and logs live in AIRFLOW_HOME. Ctrl-C or
 # SIGTERM stops every component (TERM, then KILL after a grace period).
 #
+# With arguments, runs that `airflow` CLI command in the same environment instead (the same
+# AIRFLOW_HOME, database, DAGs and chimera CLI; Airflow may be up or not), e.g. one stage now,
+# in the terminal, without the scheduler and whether the DAG is paused or not:
+#   bash scripts/airflow_local.sh dags test chimera_training -c '{"stages": ["ingest"]}'
+#
 # Settings (environment):
 #   AIRFLOW_LOCAL_HOME      AIRFLOW_HOME (default: .chimera/airflow)
 #   AIRFLOW_LOCAL_PORT      api-server port on 127.0.0.1 (default: 8080)
@@ -35,7 +40,7 @@ for need in "$AIRFLOW" "$CHIMERA_CLI"; do
         exit 1
     fi
 done
-if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+if (($# == 0)) && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
     echo "airflow_local: port $PORT is in use (set AIRFLOW_LOCAL_PORT)" >&2
     exit 1
 fi
@@ -85,11 +90,15 @@ export LITELLM_LOCAL_MODEL_COST_MAP=True
 # The DAG files import this repo's chimera_core (installed --no-deps in the Airflow venv).
 export PYTHONPATH="$REPO/plugins${PYTHONPATH:+:$PYTHONPATH}"
 
-echo "airflow_local: AIRFLOW_HOME=$HOME_DIR; migrating the metadata database"
+echo "airflow_local: AIRFLOW_HOME=$HOME_DIR; migrating the metadata database" >&2
 "$AIRFLOW" db migrate >"$HOME_DIR/logs/db-migrate.log" 2>&1 || {
     tail -n 30 "$HOME_DIR/logs/db-migrate.log" >&2
     exit 1
 }
+
+if (($# > 0)); then # one CLI command (see the top), not the components
+    exec "$AIRFLOW" "$@"
+fi
 
 PIDS=()
 PID_FILE="$HOME_DIR/components.pid"
