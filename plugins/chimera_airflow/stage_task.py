@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -58,6 +59,8 @@ PROFILE_PARAM = "{{ params.profile }}"
 PROGRESS_EVERY_S = 10.0
 ERROR_TAIL_LINES = 6  # the stage's last lines, repeated in the task's error message
 KILL_GRACE_S = 20.0  # on_kill: SIGTERM, then SIGKILL after this long
+# Terminal escape sequences (colours, cursor moves) some servers print: noise in a task log.
+ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 
 def stage_arguments(stage: str, extra: Sequence[str] = ()) -> list[str]:
@@ -145,9 +148,10 @@ class OutputStream:
     """A child's output, line by line as it comes, into a logging callback.
 
     Lines ending in a carriage return (a progress bar redrawn in place) are logged at most every
-    ``progress_every_s``; lines ending in a newline always. A line that looks like a JSON object
-    is held until the next line arrives: the last one may be the stage's ``--json`` result, which
-    the operator replaces with a summary (see ``ChimeraStageOperator``).
+    ``progress_every_s``; lines ending in a newline always; terminal escape sequences (colours)
+    are dropped. A line that looks like a JSON object is held until the next line arrives: the
+    last one may be the stage's ``--json`` result, which the operator replaces with a summary
+    (see ``ChimeraStageOperator``).
     """
 
     def __init__(
@@ -166,7 +170,7 @@ class OutputStream:
     def feed(self, raw: str) -> None:
         """One line as read with ``newline=''`` (its ending kept)."""
         progress = raw.endswith("\r")
-        line = raw.rstrip("\r\n")
+        line = ANSI_ESCAPE.sub("", raw.rstrip("\r\n"))
         if progress:
             now = time.monotonic()
             if now - self._last_progress < self._progress_every_s or not line.strip():

@@ -30,6 +30,7 @@ def main(argv: list[str]) -> int:
         if i == 0:
             sys.stderr.write(f"{stage}: progress 10%\r{stage}: progress 50%\r")
             sys.stderr.write(f"{stage}: progress 100%\n")
+            sys.stderr.write(f"\x1b[32m{stage}: coloured\x1b[0m\n")
             sys.stderr.flush()
         time.sleep(sleep_s)
     code = int(

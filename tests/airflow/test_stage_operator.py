@@ -80,6 +80,7 @@ def test_stage_output_reaches_the_log_while_the_stage_runs(
     assert "ingest: progress 10%" in log.lines
     assert "ingest: progress 50%" not in log.lines
     assert "ingest: progress 100%" in log.lines
+    assert "ingest: coloured" in log.lines  # terminal colour codes dropped
     # The result is the return value (XCom); the log ends with a short summary, not its JSON.
     assert result["outputs"] == {"data": "file:///tmp/fake/manual__test/ingest"}
     assert not any(line.startswith("{") for line in log.lines), log.lines
