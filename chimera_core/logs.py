@@ -7,6 +7,7 @@ import os
 from collections.abc import MutableMapping
 from typing import Any
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 _CONFIGURED = False
@@ -22,7 +23,10 @@ def setup_logging(level: str = "INFO") -> None:
     global _CONFIGURED
     if _CONFIGURED:
         return
-    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a task or pod log: no wrapping at 80 columns
+        console = Console(stderr=True, width=200)
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("chimera")
     root.addHandler(handler)

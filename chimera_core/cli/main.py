@@ -21,7 +21,7 @@ from chimera_core.cli import (
 )
 from chimera_core.cli.common import err_console
 from chimera_core.errors import ChimeraError
-from chimera_core.logs import debug_enabled
+from chimera_core.logs import debug_enabled, setup_logging
 
 app = typer.Typer(
     name="chimera",
@@ -42,6 +42,7 @@ registry_cmds.register(app)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and map errors to exit codes; never show a traceback for a user error."""
+    setup_logging()  # every command's log lines name their run, stage and role
     try:
         # Standalone mode: click handles usage errors (exit 2), --help and typer.Exit itself.
         app(args=argv, standalone_mode=True)

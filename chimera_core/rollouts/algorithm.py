@@ -23,11 +23,13 @@ from rich.progress import (
 
 from chimera_core.artifacts import ArtifactStore
 from chimera_core.data.rollouts import RolloutRecord
+from chimera_core.logs import get_logger
 from chimera_core.plugins import get_registry
 from chimera_core.rollouts.storage import load_record
 from chimera_core.tracking import Tracker
 
 POLL_S = 0.5
+log = get_logger("rollouts")
 
 
 class RunInputs(agl.FastAlgorithm):
@@ -98,6 +100,16 @@ class RunInputs(agl.FastAlgorithm):
                     if record is not None:
                         rewards.append(record.reward or 0.0)
                         self._log(registry, record, len(finished))
+                        # A plain line per rollout: what a log without a terminal (Airflow's
+                        # task log, a pod's) shows while the bar above cannot redraw.
+                        log.info(
+                            "rollout %d/%d: task %s %s, reward %.3f",
+                            len(finished),
+                            len(key_of),
+                            record.task_id,
+                            record.status,
+                            record.reward or 0.0,
+                        )
                     progress.update(
                         bar,
                         completed=len(finished),
