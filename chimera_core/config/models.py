@@ -268,6 +268,11 @@ class ServingConfig(Section):
     max_restarts: int = Field(
         1, ge=0, le=10, description="Restarts of a server that died, over its whole life."
     )
+    structured_outputs: dict[str, Any] = Field(
+        default_factory=lambda: {"backend": "xgrammar", "disable_any_whitespace": True},
+        description="vLLM's --structured-outputs-config: compact JSON (no whitespace runs "
+        "eating the token budget) under each role's full schema.",
+    )
     extra_args: list[str] = Field(default_factory=list, description="More vLLM CLI flags.")
     env: dict[str, str] = Field(default_factory=dict, description="More server environment.")
 

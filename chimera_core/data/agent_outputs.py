@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+INTERNAL = "x-chimera-internal"  # a field the lab fills in, never asked of the model
+CHARS_PER_TOKEN = 2  # conservative: 3 cut 1 of 8 protocols (numbers and rare words split finely)
 Decision = Literal["GO", "NO-GO"]
 Answer = Literal["yes", "no", "maybe"]
 Severity = Literal["CRITICAL", "MAJOR", "MINOR"]
@@ -60,9 +62,13 @@ class Output(BaseModel):
 class JuniorResearch(Output):
     """A junior researcher's hypothesis."""
 
-    hypothesis: str = Field(min_length=1)
-    supporting_papers: list[str] = Field(default_factory=list, description="PMIDs or titles.")
-    agent_name: str = ""
+    hypothesis: str = Field(min_length=1, json_schema_extra={"maxLength": 300})
+    supporting_papers: list[str] = Field(
+        default_factory=list,
+        description="PMIDs or titles.",
+        json_schema_extra={"maxItems": 3, "items": {"type": "string", "maxLength": 80}},
+    )
+    agent_name: str = Field("", json_schema_extra={INTERNAL: True})
 
     _papers = field_validator("supporting_papers", mode="before")(_as_list)
 
@@ -70,24 +76,30 @@ class JuniorResearch(Output):
 class SupervisorChoice(Output):
     """Which junior hypothesis the supervisor picked, and why."""
 
-    selected_index: int = Field(ge=0)
-    justification: str = ""
+    selected_index: int = Field(ge=0, json_schema_extra={"maximum": 9})
+    justification: str = Field("", json_schema_extra={"maxLength": 200})
 
 
 class RefinedHypothesis(Output):
     """The senior refiner's testable hypothesis."""
 
-    refined_hypothesis: str = Field(min_length=1)
-    rationale: str = ""
+    refined_hypothesis: str = Field(min_length=1, json_schema_extra={"maxLength": 300})
+    rationale: str = Field("", json_schema_extra={"maxLength": 200})
 
 
 class Protocol(Output):
     """An experimental protocol."""
 
-    title: str = Field(min_length=1)
-    steps: list[str] = Field(min_length=1)
-    safety_concerns: list[str] = Field(default_factory=list)
-    budget_usd: float = Field(ge=0)
+    title: str = Field(min_length=1, json_schema_extra={"maxLength": 80})
+    steps: list[str] = Field(
+        min_length=1,
+        json_schema_extra={"maxItems": 4, "items": {"type": "string", "maxLength": 120}},
+    )
+    safety_concerns: list[str] = Field(
+        default_factory=list,
+        json_schema_extra={"maxItems": 2, "items": {"type": "string", "maxLength": 100}},
+    )
+    budget_usd: float = Field(ge=0, json_schema_extra={"maximum": 50_000_000})
 
     _lists = field_validator("steps", "safety_concerns", mode="before")(_as_list)
     _budget = field_validator("budget_usd", mode="before")(parse_amount)
@@ -98,7 +110,7 @@ class ReviewDecision(Output):
 
     decision: Literal["APPROVE", "REVISE"]
     critique_severity: Severity
-    feedback: str = ""
+    feedback: str = Field("", json_schema_extra={"maxLength": 300})
 
     _labels = field_validator("decision", "critique_severity", mode="before")(_upper_label)
 
@@ -108,7 +120,7 @@ class PIDecision(Output):
 
     final_decision: Decision
     answer: Answer
-    rationale: str = ""
+    rationale: str = Field("", json_schema_extra={"maxLength": 300})
 
     @field_validator("final_decision", mode="before")
     @classmethod
@@ -122,3 +134,38 @@ class PIDecision(Output):
     def _lower_answer(cls, value: Any) -> Any:
         # 'Yes.', '"no"', 'Maybe!' -> the bare label.
         return value.strip().lower().strip(" .!\"'") if isinstance(value, str) else value
+
+
+def decoding_schema(schema: type[Output]) -> dict[str, Any]:
+    """The JSON schema a role's answer is decoded under: every field required, bounded.
+
+    Strings and arrays carry the maxLength/maxItems bounds above (for decoding only; parsing
+    accepts longer values), so a complete answer always fits ``decoding_budget`` tokens.
+    """
+    full = schema.model_json_schema()
+    properties = {
+        name: {k: v for k, v in prop.items() if k not in ("title", "default", INTERNAL)}
+        for name, prop in full["properties"].items()
+        if not prop.get(INTERNAL)
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def decoding_budget(schema: type[Output]) -> int:
+    """Completion tokens that fit the longest answer ``decoding_schema`` allows."""
+    chars = 2
+    for name, prop in decoding_schema(schema)["properties"].items():
+        chars += len(name) + 4
+        if prop.get("type") == "array":
+            item = prop.get("items", {})
+            chars += 2 + int(prop.get("maxItems", 1)) * (int(item.get("maxLength", 40)) + 3)
+        elif prop.get("type") == "string":
+            chars += int(prop.get("maxLength", 40)) + 2
+        else:  # numbers, enums
+            chars += 16
+    return chars // CHARS_PER_TOKEN + 8

@@ -52,6 +52,9 @@ class RolloutRecord(BaseModel):
     schema_valid: dict[str, bool] = Field(
         default_factory=dict, description="Role -> every output of the role parsed."
     )
+    truncated: dict[str, bool] = Field(
+        default_factory=dict, description="Role -> its last answer was cut at the token budget."
+    )
     supervisor: SupervisorLog = Field(default_factory=SupervisorLog)
     state: dict[str, Any] = Field(default_factory=dict, description="Final lab state (JSON).")
 

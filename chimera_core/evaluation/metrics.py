@@ -30,6 +30,9 @@ class EvalMetrics(BaseModel):
     majority_accuracy: float
     majority_macro_f1: float
     schema_valid_rate: dict[str, float] = Field(default_factory=dict)
+    truncated_rate: dict[str, float] = Field(
+        default_factory=dict, description="Role -> share of rollouts whose answer was cut."
+    )
     mean_turns: float
     mean_tokens: float
     mean_latency_s: float
@@ -90,6 +93,10 @@ def compute_metrics(
         schema_valid_rate={
             role: _mean([float(r.schema_valid[role]) for r in records if role in r.schema_valid])
             for role in roles
+        },
+        truncated_rate={
+            role: _mean([float(r.truncated[role]) for r in records if role in r.truncated])
+            for role in sorted({role for r in records for role in r.truncated})
         },
         mean_turns=_mean([r.turns for r in records]),
         mean_tokens=_mean([r.total_tokens for r in records]),

@@ -177,6 +177,12 @@ def write_report(
             + " | ".join(_fmt_some(metrics[n].schema_valid_rate, role) for n in names)
             + " |"
         )
+    for role in sorted({r for m in metrics.values() for r in m.truncated_rate}):
+        lines.append(
+            f"| truncated: {role} | "
+            + " | ".join(_fmt_some(metrics[n].truncated_rate, role) for n in names)
+            + " |"
+        )
     if comparisons:
         lines += ["", "## Paired comparison (challenger − baseline, same tasks)", ""]
         lines.append("| metric | pairs | baseline | challenger | delta | 95% CI | significant |")

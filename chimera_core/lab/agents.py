@@ -16,7 +16,12 @@ from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from chimera_core.data.agent_outputs import Output, SupervisorChoice
+from chimera_core.data.agent_outputs import (
+    Output,
+    SupervisorChoice,
+    decoding_budget,
+    decoding_schema,
+)
 from chimera_core.data.output_parsing import ParseResult, T, parse_with_repair
 from chimera_core.lab.context import LabContext
 from chimera_core.lab.evidence import (
@@ -90,6 +95,7 @@ class Turn:
         }
         self.errors: list[dict[str, str]] = []
         self.valid: bool | None = None
+        self.truncated = False
 
     def call(
         self, model: Runnable[LanguageModelInput, Any], messages: Sequence[AnyMessage]
@@ -105,6 +111,7 @@ class Turn:
             self.usage["prompt_tokens"] += meta.get("input_tokens", 0)
             self.usage["completion_tokens"] += meta.get("output_tokens", 0)
         reply.name = self.role
+        self.truncated = reply.response_metadata.get("finish_reason") == "length"
         self.messages.append(reply)
         return reply
 
@@ -135,7 +142,8 @@ class Turn:
         result = parse_with_repair(_text(reply), schema, repair, full_check)
         self.valid = result.ok
         if not result.ok:
-            self.error("parse", " | ".join(result.errors), result.raw)
+            kind = "truncated" if self.truncated else "parse"
+            self.error(kind, " | ".join(result.errors), result.raw)
         return result
 
     def update(self) -> dict[str, Any]:
@@ -150,16 +158,35 @@ class Turn:
             update["usage"] = {self.role: self.usage}
         if self.valid is not None:
             update["schema_valid"] = {self.role: self.valid}
+            update["truncated"] = {self.role: self.truncated}
         return update
 
 
-def _answer_model(model: BaseChatModel, ctx: LabContext) -> Runnable[LanguageModelInput, Any]:
-    """The model for a structured answer: in JSON mode when the rollout asks for it."""
-    if ctx.json_mode:
-        # OpenAI JSON mode (vLLM structured outputs). Sent as a plain body field: LangChain's own
-        # ``response_format`` path raises on a reply cut at max_tokens, which we can repair.
-        return model.bind(extra_body={"response_format": {"type": "json_object"}})
-    return model
+def _answer_model(
+    model: BaseChatModel,
+    ctx: LabContext,
+    schema: type[Output],
+    bounds: dict[str, dict[str, Any]] | None = None,
+) -> Runnable[LanguageModelInput, Any]:
+    """The model for a structured answer: decoded under the role's full schema when asked.
+
+    vLLM's structured outputs constrain every token to the schema (nested arrays included), and
+    the completion budget fits the longest answer the schema allows, so a reply is complete
+    and valid by construction. Sent as a plain body field: LangChain's own ``response_format``
+    path raises on a reply cut at max_tokens, which is recorded as truncated instead.
+    """
+    if not ctx.json_mode:
+        return model
+    json_schema = decoding_schema(schema)
+    for name, extra in (bounds or {}).items():  # bounds known only now (e.g. how many choices)
+        json_schema["properties"][name].update(extra)
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": True},
+    }
+    return model.bind(
+        extra_body={"response_format": response_format}, max_tokens=decoding_budget(schema)
+    )
 
 
 def _bind_tools(model: BaseChatModel, tools: list[Tool]) -> Runnable[LanguageModelInput, Any]:
@@ -198,9 +225,13 @@ def _open_visit(
     task = task_message(state)
     system = SystemMessage(system_prompt(role, role_cfg.tier, role_cfg.prompt))
     ask = HumanMessage(user_prompt(schema, state, evidence, revising), name=role)
-    demo_ask, demo_answer = demonstration(role, role_cfg.tier, schema)
     # The task first, identical for every role and call (the server's prefix cache reuses it).
-    pad: list[AnyMessage] = [task, system, HumanMessage(demo_ask), AIMessage(demo_answer), ask]
+    pad: list[AnyMessage] = [task, system, ask]
+    if not ctx.json_mode:
+        # Without schema-constrained decoding a worked example teaches the format; with it, a
+        # small model only copies the example's prose (measured: the invalid answers left).
+        demo_ask, demo_answer = demonstration(role, role_cfg.tier, schema)
+        pad[2:2] = [HumanMessage(demo_ask), AIMessage(demo_answer)]
     # The worked example is part of every prompt but not of the transcript (it never changes).
     turn.messages.extend([task, system, ask])
     return pad, extra
@@ -234,7 +265,7 @@ def make_agent_node(role: str, spec: RoleSpec) -> Node:
         )
         model = ctx.provider.for_role(role)
         tools = [ctx.tools(n) for n in tool_names] if may_use_tools else []
-        answer_model = _answer_model(model, ctx)
+        answer_model = _answer_model(model, ctx, spec.schema)
         reply = turn.call(_bind_tools(model, tools) if tools else answer_model, pad)
         if may_use_tools and reply.tool_calls:
             return {
@@ -274,7 +305,8 @@ def make_supervisor_node(role: str) -> Node:
             if advice:
                 return advice[0]
             pad, _ = _open_visit(role, SupervisorChoice, False, state, ctx, turn)
-            model = _answer_model(ctx.provider.for_role(role), ctx)
+            last = {"selected_index": {"maximum": max(0, len(texts) - 1)}}
+            model = _answer_model(ctx.provider.for_role(role), ctx, SupervisorChoice, last)
             reply = turn.call(model, pad)
 
             def in_range(choice: SupervisorChoice) -> str | None:

@@ -91,6 +91,8 @@ class AgentState(TypedDict, total=False):
     tool_requests: Annotated[dict[str, list[dict[str, Any]]], merge_by_key]
     usage: Annotated[dict[str, dict[str, float]], add_usage]
     schema_valid: Annotated[dict[str, bool], merge_all]
+    # Roles whose answer was cut at the token budget (told apart from malformed answers).
+    truncated: Annotated[dict[str, bool], merge_all]
     errors: Annotated[list[dict[str, str]], operator.add]
 
 
@@ -110,5 +112,6 @@ def initial_state(task: ResearchTask) -> AgentState:
         tool_requests={},
         usage={},
         schema_valid={},
+        truncated={},
         errors=[],
     )

@@ -265,6 +265,7 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
             latency_s=round(latency, 3),
             usage=_usage(state),
             schema_valid=dict(state.get("schema_valid") or {}),
+            truncated=dict(state.get("truncated") or {}),
             supervisor=SupervisorLog(
                 hypotheses=hypotheses,
                 chosen=state.get("selected_index"),

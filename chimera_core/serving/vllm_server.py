@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import ctypes
 import importlib.util
+import json
 import os
 import re
 import secrets
@@ -117,6 +118,8 @@ def server_command(spec: ServerSpec, settings: ServingConfig, port: int) -> list
         "chimera_vllm_guard.RequireKey",
         "--disable-uvicorn-access-log",
     ]
+    if settings.structured_outputs:
+        command += ["--structured-outputs-config", json.dumps(settings.structured_outputs)]
     if settings.chat_template == "chimera":
         command += ["--chat-template", str(CHAT_TEMPLATE)]
     if settings.max_num_seqs:

@@ -11,6 +11,7 @@ import yaml
 
 from chimera_core.cli.main import main
 from chimera_core.config import load_config
+from chimera_core.data.agent_outputs import SupervisorChoice, decoding_budget
 from chimera_core.plugins import manager
 from tests.lab.fake_openai import FakeOpenAI, fake_openai_server
 
@@ -76,9 +77,15 @@ def test_run_task_by_pmid_prints_panels_and_writes_the_state(
     assert "[pubmed_search] PubMed (offline PubMedQA index)" in prompt
     assert "PMID 21645374" not in prompt
     assert "clinical_trials_search is unavailable offline" in json.dumps(server.requests)
-    # Structured answers use JSON mode; calls offering tools do not (a tool call is not JSON).
+    # Structured answers are decoded under the role's full schema, bounded to the hypotheses
+    # there are, with a budget that fits it; calls offering tools are not (a tool call is not JSON).
     supervisor = next(r for r in server.requests if r["messages"][-1].get("name") == "Supervisor")
-    assert supervisor["response_format"] == {"type": "json_object"}
+    response_format = supervisor["response_format"]
+    assert response_format["type"] == "json_schema" and response_format["json_schema"]["strict"]
+    schema = response_format["json_schema"]["schema"]
+    assert schema["required"] == ["selected_index", "justification"]
+    assert schema["properties"]["selected_index"]["maximum"] == 2  # three juniors
+    assert supervisor["max_completion_tokens"] == decoding_budget(SupervisorChoice)
     assert "tools" not in supervisor and supervisor["model"] == "chimera-junior"
     assert "tools" in geneticist and "response_format" not in geneticist
     assert (

@@ -109,7 +109,7 @@ def test_happy_path_runs_every_role_once_with_parallel_juniors(
     assert state["usage"]["Geneticist"]["calls"] == 1
     assert state["usage"]["Geneticist"]["prompt_tokens"] == 10
     # Evidence from the role's own tools was put in its prompt (small models cannot call tools).
-    prompt = provider.models["Geneticist"].prompts[0][4].content
+    prompt = provider.models["Geneticist"].prompts[0][2].content
     assert "[pubmed_search] PMID 11111111" in prompt and "[gene_ontology_lookup]" in prompt
     assert "Does drug X lower marker Y" in prompt
     assert TASK.context in provider.models["Geneticist"].prompts[0][0].content
@@ -121,15 +121,27 @@ def test_happy_path_runs_every_role_once_with_parallel_juniors(
     for model in provider.models.values():
         for prompt_msgs in model.prompts:
             assert "expected_decision" not in str([m.content for m in prompt_msgs])
-    # The task, the role's instructions, then a worked example on another question before the
-    # role's request; the transcript leaves the example out and holds the task once.
+    # The task, the role's instructions, then the role's request: decoding under the role's
+    # schema makes a worked example unnecessary; the transcript holds the task once.
     first = provider.models["Geneticist"].prompts[0]
-    assert [m.type for m in first] == ["system", "system", "human", "ai", "human"]
+    assert [m.type for m in first] == ["system", "system", "human"]
     assert first[1].content == system_prompt("Geneticist", "junior")
-    assert "aerobic exercise" in first[2].content and "aerobic exercise" in first[3].content
+    assert not any("aerobic exercise" in str(m.content) for m in first)
     transcript = state_to_json(state)["messages"]
     assert transcript[0]["type"] == "system" and transcript[0]["content"] == first[0].content
     assert [m["content"] for m in transcript].count(first[0].content) == 1
+
+
+def test_without_schema_decoding_a_worked_example_teaches_the_format(
+    config: ChimeraConfig, graph: LabGraph
+) -> None:
+    provider = ScriptedProvider()
+    state, _ = _run(config, graph, provider, json_mode=False)
+    first = provider.models["Geneticist"].prompts[0]
+    assert [m.type for m in first] == ["system", "system", "human", "ai", "human"]
+    assert "aerobic exercise" in first[2].content and "aerobic exercise" in first[3].content
+    # The transcript leaves the example out.
+    transcript = state_to_json(state)["messages"]
     assert not any("aerobic exercise" in str(m["content"]) for m in transcript)
 
 
@@ -262,7 +274,7 @@ def test_critical_review_goes_back_to_the_refiner(config: ChimeraConfig, graph: 
         "SafetyOfficer",
         "PrincipalInvestigator",
     ]
-    second_refine = provider.models["HypothesisRefiner"].prompts[1][4].content
+    second_refine = provider.models["HypothesisRefiner"].prompts[1][2].content
     assert "asked for a revision" in second_refine and "CRITICAL" in second_refine
     assert [r["role"] for r in state["revisions"]] == ["HypothesisRefiner", "ProtocolDesigner"]
 
@@ -282,7 +294,7 @@ def test_major_review_goes_back_to_the_designer(config: ChimeraConfig, graph: La
         "SafetyOfficer",
         "PrincipalInvestigator",
     ]
-    redesign = provider.models["ProtocolDesigner"].prompts[1][4].content
+    redesign = provider.models["ProtocolDesigner"].prompts[1][2].content
     assert "Your previous protocol" in redesign and "MAJOR" in redesign
     assert provider.calls("HypothesisRefiner") == 1
 
