@@ -40,6 +40,9 @@ class ModelVersion(BaseModel):
     stage: str = Field(description="Stage that produced it (sft, ppo, ...).")
     run_id: str
     data_sha256: str | None = Field(None, description="Training data artifact's sha256.")
+    task_ids: list[str] = Field(
+        default_factory=list, description="Tasks whose rollouts it was trained on (its own step)."
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="Training settings.")
     metrics: dict[str, Any] = Field(default_factory=dict)
     uri: str = ""
@@ -72,6 +75,7 @@ class ModelRegistry:
         data_sha256: str | None = None,
         config: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
+        task_ids: list[str] | None = None,
     ) -> ModelVersion:
         """Upload a directory as version ``<stage>-<run_id>`` (idempotent for a run)."""
         version = f"{stage}-{run_id}"
@@ -85,6 +89,7 @@ class ModelRegistry:
             stage=stage,
             run_id=run_id,
             data_sha256=data_sha256,
+            task_ids=sorted(task_ids or []),
             config=config or {},
             metrics=metrics or {},
             uri=self.store.uri(prefix),
@@ -105,6 +110,16 @@ class ModelRegistry:
                 f"unknown version {version!r} of model {alias!r} (known: {known})"
             ) from None
         return ModelVersion.model_validate(manifest["metadata"])
+
+    def lineage_tasks(self, alias: str, version: str) -> dict[str, str]:
+        """Task id -> the version in this version's lineage (itself, its parents) trained on it."""
+        seen: dict[str, str] = {}
+        while version != BASE:
+            record = self.get(alias, version)
+            for task_id in record.task_ids:
+                seen.setdefault(task_id, version)
+            version = record.parent or BASE
+        return seen
 
     def versions(self, alias: str) -> list[str]:
         """Registered (uploaded) versions of an alias, oldest first by name."""

@@ -49,6 +49,24 @@ def challenger_set(
     return {**champion, owners[0]: choice}
 
 
+def held_out_overlap(
+    registry: ModelRegistry, sets: dict[str, dict[str, str]], task_ids: set[str]
+) -> list[str]:
+    """One line per set member whose lineage trained on any of the held-out tasks."""
+    problems = []
+    for label, model_set in sets.items():
+        for alias, version in model_set.items():
+            trained = registry.lineage_tasks(alias, version)
+            overlap = sorted(task_ids & set(trained))
+            if overlap:
+                versions = sorted({trained[t] for t in overlap})
+                problems.append(
+                    f"{label} {alias}={version}: {len(overlap)} held-out task(s) were training "
+                    f"tasks of {', '.join(versions)} (e.g. {', '.join(overlap[:5])})"
+                )
+    return problems
+
+
 def _evaluate_set(
     ctx: StageContext,
     registry: ModelRegistry,
@@ -90,6 +108,14 @@ def run(ctx: StageContext) -> StageResult:
     else:
         notes.append(
             "the challenger equals the champion (nothing new was trained): one set evaluated"
+        )
+    if problems := held_out_overlap(registry, sets, {t.id for t in tasks}):
+        # Grading a model on tasks it was trained on measures memory, not the lab.
+        raise ChimeraError(
+            "the held-out tasks overlap what the evaluated models were trained on "
+            f"(split {cfg.split!r} of dataset {ctx.dataset_version()}):\n  "
+            + "\n  ".join(problems)
+            + "\nevaluate on a split disjoint from the training tasks (stages.evaluate.split)"
         )
     records = {label: _evaluate_set(ctx, registry, label, ms, tasks) for label, ms in sets.items()}
     for label, recs in records.items():

@@ -45,6 +45,12 @@ def gathered_training_data(ctx: StageContext) -> TrainingData:
     return adapt_rollouts(ctx, ctx.result_of("gather").outputs["rollouts_key"])
 
 
+def trained_task_ids(data: TrainingData) -> list[str]:
+    """The tasks whose rollouts fed the training data (a version's lineage records them)."""
+    ids = {x.task_id for x in data.sft} | {x.task_id for x in data.rl}
+    return sorted(ids | {x.task_id for x in data.bandit})
+
+
 def trained_alias(ctx: StageContext, tier: str, trainable_only: bool = False) -> str:
     """The single model alias the roles of a tier use (what a trained version replaces)."""
     aliases = {
@@ -176,6 +182,7 @@ def run_training_stage(ctx: StageContext, alias: str, *, llm: bool) -> StageResu
             data_sha256=result.data_sha256,
             config=result.config,
             metrics=metrics,
+            task_ids=trained_task_ids(data),
         )
     if llm and ctx.serving is not None:  # a pipeline's server: serve the new adapter at once
         ctx.serving.offer(alias, version.version)
