@@ -8,9 +8,8 @@ import typer
 from rich.table import Table
 
 from chimera_core.cli.common import ProfileOption, console
-from chimera_core.config import ChimeraConfig
+from chimera_core.config import ChimeraConfig, load_config
 from chimera_core.pipeline import PipelineResult, run_pipeline
-from chimera_core.plugins import load_checked_config
 from chimera_core.stages import StageResult, new_run_id, safe_run_id
 
 
@@ -68,7 +67,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """ingest -> gather -> sft -> ppo -> bandit -> evaluate -> promote, resumable."""
-        config = load_checked_config(profile)
+        config = load_config(profile)
         chosen = [s.strip() for s in stages.split(",")] if stages else config.orchestration.stages
         _run(config, chosen, safe_run_id(run_id) if run_id else new_run_id("pipeline"))
 
@@ -88,5 +87,5 @@ def register(app: typer.Typer) -> None:
         overrides: dict[str, Any] = {"stages.evaluate.model_set": model_set}
         if tasks:
             overrides["stages.evaluate.n_tasks"] = tasks
-        config = load_checked_config(profile, overrides=overrides)
+        config = load_config(profile, overrides=overrides)
         _run(config, ["ingest", "evaluate"], new_run_id("evaluate"))

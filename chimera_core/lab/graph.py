@@ -95,17 +95,18 @@ def build_graph(config: ChimeraConfig) -> LabGraph:
     # Deferred: runs once, when every junior (whatever the length of its tool loop) is done.
     graph.add_node(SUPERVISOR, make_supervisor_node(SUPERVISOR), defer=True)
     graph.add_edge(SUPERVISOR, REFINER)
-    _add_agent(graph, config, REFINER, roles.REFINER, DESIGNER)
-    _add_agent(graph, config, DESIGNER, roles.DESIGNER, PEER_REVIEWER)
-    _add_agent(graph, config, PEER_REVIEWER, roles.PEER_REVIEW, SAFETY_OFFICER)
+    _add_agent(graph, config, REFINER, _FIXED_SPECS[REFINER], DESIGNER)
+    _add_agent(graph, config, DESIGNER, _FIXED_SPECS[DESIGNER], PEER_REVIEWER)
+    _add_agent(graph, config, PEER_REVIEWER, _FIXED_SPECS[PEER_REVIEWER], SAFETY_OFFICER)
     review_map: dict[Hashable, str] = {
         "critical": REFINER,
         "major": DESIGNER,
         "accept": PI,
         "turn_limit": PI,
     }
-    _add_agent(graph, config, SAFETY_OFFICER, roles.SAFETY_REVIEW, (route_after_review, review_map))
-    _add_agent(graph, config, PI, roles.PI, END)
+    after_review = (route_after_review, review_map)
+    _add_agent(graph, config, SAFETY_OFFICER, _FIXED_SPECS[SAFETY_OFFICER], after_review)
+    _add_agent(graph, config, PI, _FIXED_SPECS[PI], END)
     tool_users = tuple(r for r in (*juniors, *FIXED_ROLES) if config.roles[r].tools)
     if tool_users:
         graph.add_node(TOOLS_NODE, tools_node, destinations=tool_users)

@@ -8,8 +8,8 @@ plugin its section names, and registers the directory that comes back as a new v
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from chimera_core.data.output_parsing import OutputError, parse_output
@@ -81,7 +81,9 @@ def completion_scorer(ctx: StageContext, tasks: Mapping[str, ResearchTask]) -> S
     return score
 
 
-def online_lab(ctx: StageContext, alias: str, tasks: list[ResearchTask]) -> object:
+def online_lab(
+    ctx: StageContext, alias: str, tasks: list[ResearchTask]
+) -> Callable[[int], AbstractContextManager[OnlineLab]]:
     """An ``OnlineLab`` factory: the other aliases served, the trained one left to the algorithm."""
     from chimera_core.rollouts.agent import MedicalResearchAgent
     from chimera_core.rollouts.agl_env import prepare_agl_environment
@@ -160,7 +162,7 @@ def run_training_stage(ctx: StageContext, alias: str, *, llm: bool) -> StageResu
             parent=parent_dir,
             save_artifact=save_artifact,
             score_completion=completion_scorer(ctx, by_id),
-            online_lab=online_lab(ctx, alias, train_split) if llm else None,  # type: ignore[arg-type]
+            online_lab=online_lab(ctx, alias, train_split) if llm else None,
         )
         ctx.log.info("algorithm %r trains %s from %s", algorithm.name, alias, parent)
         result = algorithm.train(request)
