@@ -13,6 +13,7 @@ import pytest
 
 from chimera_core.data.agent_outputs import (
     JuniorResearch,
+    SupervisorChoice,
     decoding_budget,
     Protocol,
     RefinedHypothesis,
@@ -58,7 +59,8 @@ def test_one_pubmedqa_task_through_vllm(live_config: Any, live_serving: Any) -> 
         usage = state["usage"][role]
         assert usage["calls"] >= 1 and usage["prompt_tokens"] > 0, role
         # tool-loop turns stop at max_tokens; the structured answer at its schema's budget
-        per_call = max(MAX_TOKENS, decoding_budget(role_spec(role, config).schema))
+        schema = SupervisorChoice if role == "Supervisor" else role_spec(role, config).schema
+        per_call = max(MAX_TOKENS, decoding_budget(schema))
         assert usage["completion_tokens"] <= usage["calls"] * per_call, role
     for error in state["errors"]:
         assert set(error) == {"role", "kind", "message", "raw"} and error["role"] in roles
