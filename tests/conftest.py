@@ -123,7 +123,7 @@ def live_config(pubmedqa_file: Path, tmp_path_factory: pytest.TempPathFactory) -
         "tracking.wandb_dir": str(root / "wandb"),
         "tools.online": False,
     }
-    for alias in ("junior", "senior", "board", "judge"):
+    for alias in ("junior", "senior", "board", "pi", "judge"):
         overrides[f"models.{alias}.sampling.max_tokens"] = 96
     return load_config("local", environ={}, overrides=overrides)
 

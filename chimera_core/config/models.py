@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -84,7 +84,11 @@ class DataConfig(Section):
     file: Path | None = Field(None, description="Local ori_pqal.json, JSONL or parquet.")
     split: SplitName = "seed"
     train_fraction: float = Field(0.8, gt=0.0, lt=1.0)
-    test_ids_file: Path | None = Field(None, description="PMIDs of the test split (official).")
+    test_ids_file: Path | None = Field(
+        None,
+        description="PMIDs of the test split; split 'official' without one uses PQA-L's 500 "
+        "official test PMIDs (bundled).",
+    )
     seed: int = 0
 
     @model_validator(mode="after")
@@ -127,6 +131,11 @@ class RewardsConfig(Section):
         }
     )
     judge_failure_score: float = Field(0.1, ge=0.0, le=1.0)
+    decision_reward: str = Field(
+        "decision_alignment",
+        description="The reward plugin (a key of weights) that trains the decision-maker: a "
+        "trainable board role's examples are scored by it, not by the weighted total.",
+    )
     alignment_mode: Literal["original", "exact"] = Field(
         "original",
         description="original: GO<->yes, NO-GO<->no is the reward; exact: yes/no/maybe answer.",
@@ -149,6 +158,11 @@ class GatherConfig(Section):
     n_runners: int = Field(2, ge=1, le=64)
     max_turns: int = Field(15, ge=1)
     explore_epsilon: float = Field(0.2, ge=0.0, le=1.0, description="Supervisor exploration.")
+    role_temperatures: dict[str, Annotated[float, Field(ge=0.0, le=2.0)]] = Field(
+        default_factory=dict,
+        description="Role -> temperature while gathering, so a greedy role (the PI) shows "
+        "the trainer more than one answer; evaluation keeps the roles' own temperatures.",
+    )
     max_failure_rate: float = Field(
         0.5, ge=0.0, le=1.0, description="Fail the stage when more rollouts than this failed."
     )
@@ -206,6 +220,12 @@ class StagesConfig(Section):
     sft: TrainingStageConfig = _training("sft")
     ppo: TrainingStageConfig = _training("grpo")
     bandit: TrainingStageConfig = _training("bandit")
+    board: TrainingStageConfig = Field(
+        default_factory=lambda: TrainingStageConfig(
+            algorithm="sft", options={"sft": {"reward_threshold": 1.0}}
+        ),
+        description="The trainable board role (the PI) on the verifiable decision reward.",
+    )
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
 
@@ -311,6 +331,9 @@ class PodConfig(Section):
     startup_timeout_s: int = Field(600, ge=30)
 
 
+PIPELINE_STAGES = ("ingest", "gather", "sft", "ppo", "bandit", "board", "evaluate", "promote")
+
+
 class OrchestrationConfig(Section):
     """How the Airflow DAGs run the stages."""
 
@@ -319,7 +342,8 @@ class OrchestrationConfig(Section):
     )
     schedule: str | None = Field("0 2 * * *", description="Cron of the nightly training DAG.")
     stages: list[str] = Field(
-        default_factory=lambda: ["ingest", "gather", "sft", "ppo", "bandit", "evaluate", "promote"]
+        default_factory=lambda: list(PIPELINE_STAGES),
+        description="The stages the training DAG runs, in order.",
     )
     chimera_command: list[str] = Field(
         default_factory=lambda: ["chimera"], description="How a local task invokes the CLI."
@@ -368,12 +392,46 @@ class ChimeraConfig(Section):
                 f"({', '.join(sorted(checkpoints))}); one server serves one base model, and "
                 "trained versions are adapters on it"
             )
+        trained = {r.model for r in self.roles.values() if r.trainable}
+        for name, role in self.roles.items():
+            if role.model in trained and not role.trainable:
+                # The adapter trained on the trainable roles' calls would answer for it too.
+                problems.append(
+                    f"roles.{name}.model: {role.model!r} is the alias of a trainable role; "
+                    "a role that is not trained needs an alias of its own (or trainable: true)"
+                )
+        problems += [
+            f"stages.gather.role_temperatures.{name}: unknown role (expected one of: "
+            f"{', '.join(self.roles)})"
+            for name in self.stages.gather.role_temperatures
+            if name not in self.roles
+        ]
+        board_trained = any(r.tier == "board" and r.trainable for r in self.roles.values())
+        if board_trained and self.rewards.decision_reward not in self.rewards.weights:
+            problems.append(
+                f"rewards.decision_reward: {self.rewards.decision_reward!r} is not in "
+                "rewards.weights; a trainable board role learns from it, so it must be scored "
+                "(a weight of 0 scores it without counting it)"
+            )
         if self.rewards.judge_model not in self.models:
             problems.append(
                 f"rewards.judge_model: unknown model alias {self.rewards.judge_model!r} "
                 f"(expected one of: {known})"
             )
         return problems
+
+    def exploring(self) -> ChimeraConfig:
+        """This config with ``stages.gather.role_temperatures`` applied to the roles."""
+        temperatures = self.stages.gather.role_temperatures
+        if not temperatures:
+            return self
+        roles = {
+            name: role.model_copy(update={"temperature": temperatures[name]})
+            if name in temperatures
+            else role
+            for name, role in self.roles.items()
+        }
+        return self.model_copy(update={"roles": roles})
 
     def roles_of_tier(self, tier: Tier) -> list[str]:
         """Names of the roles in one tier, in config order."""

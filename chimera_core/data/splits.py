@@ -18,12 +18,17 @@ def seed_split(tasks: list[ResearchTask], train_fraction: float) -> list[Researc
     ]
 
 
-def official_split(tasks: list[ResearchTask], test_ids: set[str]) -> list[ResearchTask]:
+def official_split(
+    tasks: list[ResearchTask], test_ids: set[str], source: str = "the test ids"
+) -> list[ResearchTask]:
     """PQA-L's official split: the given PMIDs are test, every other task is train."""
     known = {t.id for t in tasks}
     if missing := sorted(test_ids - known):
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise DataError(f"{len(missing)} test id(s) not in the dataset: {shown}")
+        raise DataError(
+            f"{len(missing)} of {len(test_ids)} test id(s) in {source} are not in the dataset "
+            f"({shown}); the official split needs the whole PQA-L set (or data.test_ids_file)"
+        )
     return [t.model_copy(update={"split": "test" if t.id in test_ids else "train"}) for t in tasks]
 
 

@@ -21,7 +21,11 @@ class BanditSample(BaseModel):
 
 
 class SFTExample(BaseModel):
-    """One junior conversation (system, user, assistant...) from a rewarded rollout."""
+    """One role's conversation (system, user, assistant...) from a rewarded rollout.
+
+    ``reward`` is what the role is judged by: the rollout's reward for a junior, the verifiable
+    decision reward (``decision_alignment``) for a board role.
+    """
 
     role: str
     task_id: str

@@ -10,7 +10,7 @@ from chimera_core.config import ChimeraConfig, load_config
 from chimera_core.errors import ConfigError, PluginError
 from chimera_core.plugins.manager import PluginRegistry, get_registry
 
-TRAINING_STAGES = ("sft", "ppo", "bandit")
+TRAINING_STAGES = ("sft", "ppo", "bandit", "board")
 
 
 def algorithm_options(config: ChimeraConfig, stage: str, registry: PluginRegistry) -> Any:

@@ -171,6 +171,10 @@ class TrainRequest:
     score_completion: ScoreCompletion = field(default=lambda role, task, text, reward: None)
     online_lab: Callable[[int], AbstractContextManager[OnlineLab]] | None = None
 
+    def roles(self) -> set[str]:
+        """The roles the trained alias serves: an algorithm trains on their examples only."""
+        return {name for name, role in self.config.roles.items() if role.model == self.alias}
+
 
 class TrainResult(BaseModel):
     """What an algorithm returns: the directory it saved (or why not) and its metrics."""

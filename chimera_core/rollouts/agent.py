@@ -186,12 +186,16 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
         trainable = {r.model for r in self.config.roles.values() if r.trainable}
         for alias, model in self.config.models.items():
             resource = resources.get(alias)
-            if resource is None and alias in trainable:
+            # VERL publishes one trained resource; an alias served elsewhere (fallback) is not it.
+            if resource is None and alias in trainable and alias not in self.fallback:
                 resource = resources.get(TRAINED_RESOURCE)
             if resource is not None:  # the proxy's route for this rollout, by served name
                 url = resource.get_base_url(rollout.rollout_id, attempt_id)
                 endpoints[alias] = Endpoint(url, resource.model, model.api_key.get_secret_value())
-        provider = ConfigModelProvider(self.config, endpoints)
+        # Gathering samples the roles it trains more widely; evaluation stays as configured.
+        provider = ConfigModelProvider(
+            self.config.exploring() if spec.explore else self.config, endpoints
+        )
         handler = self.get_tracer().get_langchain_handler()
         start = time.perf_counter()
         gather = self.config.stages.gather

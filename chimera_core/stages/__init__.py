@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chimera_core.errors import ChimeraError
-from chimera_core.stages import bandit, evaluate, gather, ingest, ppo, promote, sft
+from chimera_core.stages import bandit, board, evaluate, gather, ingest, ppo, promote, sft
 from chimera_core.stages.base import (
     StageContext,
     StageFn,
@@ -19,6 +19,7 @@ STAGES: dict[str, StageFn] = {
     "sft": sft.run,
     "ppo": ppo.run,
     "bandit": bandit.run,
+    "board": board.run,
     "evaluate": evaluate.run,
     "promote": promote.run,
 }

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from chimera_core.data.dataset import publish_task_dataset
 from chimera_core.data.pubmedqa import load_tasks, read_id_file, source_description
 from chimera_core.data.splits import official_split, seed_split, stratified_split
 from chimera_core.data.tasks import ResearchTask
-from chimera_core.errors import ConfigError
 from chimera_core.stages.base import StageContext, StageResult
+
+# PQA-L's official test half (the PubMedQA repository's test_ground_truth.json, MIT licence):
+# 500 PMIDs, so the official split needs no download and its numbers compare with published ones.
+OFFICIAL_TEST_IDS = Path(__file__).resolve().parent.parent / "data" / "pqal_official_test_ids.txt"
 
 
 def apply_split(tasks: list[ResearchTask], ctx: StageContext) -> list[ResearchTask]:
@@ -17,9 +22,8 @@ def apply_split(tasks: list[ResearchTask], ctx: StageContext) -> list[ResearchTa
         return seed_split(tasks, data.train_fraction)
     if data.split == "stratified":
         return stratified_split(tasks, data.train_fraction, data.seed)
-    if data.test_ids_file is None:
-        raise ConfigError(["data.test_ids_file: required by split 'official' (--test-ids FILE)"])
-    return official_split(tasks, read_id_file(data.test_ids_file))
+    ids_file = data.test_ids_file or OFFICIAL_TEST_IDS
+    return official_split(tasks, read_id_file(ids_file), str(ids_file))
 
 
 def run(ctx: StageContext) -> StageResult:

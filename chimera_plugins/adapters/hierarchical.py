@@ -2,6 +2,9 @@
 
 Juniors get their conversations (for SFT on success), seniors their LLM calls as triplets with
 token ids (for GRPO/PPO), and the supervisor its logged choices (for the contextual bandit).
+A trainable board role (the PI) gets both its conversations and its triplets, rewarded by the
+decision reward (``rewards.decision_reward``: the task's label by default) instead of the
+rollout's overall reward.
 Roles are found by the LangGraph node name on the spans (Agent Lightning's ``agent_name``).
 """
 
@@ -66,6 +69,7 @@ class HierarchicalTraceAdapter:
 
         juniors = config.roles_of_tier("junior")
         seniors = config.roles_of_tier("senior")
+        board = [r for r in config.roles_of_tier("board") if config.roles[r].trainable]
         data = TrainingData()
         for item in rollouts:
             rec = item.record
@@ -76,29 +80,32 @@ class HierarchicalTraceAdapter:
             data.n_spans += len(spans)
             if not spans:
                 continue
-            for role in juniors:
+            # The decision-maker learns from its own reward (the label by default).
+            decided = rec.reward_components.get(config.rewards.decision_reward, 0.0)
+            for role in [*juniors, *board]:
                 for messages in _conversations(spans, role):
                     data.sft.append(
                         SFTExample(
                             role=role,
                             task_id=rec.task_id,
                             rollout_id=rec.rollout_id,
-                            reward=rec.reward,
+                            reward=decided if role in board else rec.reward,
                             messages=messages,
                         )
                     )
-            if seniors:
+            if seniors or board:
                 adapter = TracerTraceToTriplet(
-                    agent_match=_role_regex(seniors), llm_call_match=LLM_CALL
+                    agent_match=_role_regex([*seniors, *board]), llm_call_match=LLM_CALL
                 )
                 for trip in adapter.adapt(spans):
+                    role = str(trip.metadata.get("agent_name", "")).split(".")[0]
                     data.rl.append(
                         RLExample(
-                            role=str(trip.metadata.get("agent_name", "")).split(".")[0],
+                            role=role,
                             task_id=rec.task_id,
                             rollout_id=rec.rollout_id,
-                            # Every senior call shares the rollout's final reward (episode-level).
-                            reward=rec.reward,
+                            # A senior call shares the rollout's final reward (episode-level).
+                            reward=decided if role in board else rec.reward,
                             prompt_messages=list(trip.prompt.get("raw_content") or []),
                             prompt_token_ids=list(trip.prompt.get("token_ids") or []),
                             response_text=_response_text(trip.response),

@@ -72,10 +72,13 @@ class GRPOAlgorithm:
         from chimera_plugins.algorithms.grpo_trainer import train_grpo
 
         cfg: GRPOOptions = request.options
-        examples = grpo_examples(request.data.rl, set(cfg.role_rewards))
-        metrics: dict[str, Any] = {"senior_calls": len(request.data.rl), "prompts": len(examples)}
+        roles = set(cfg.role_rewards) & request.roles()
+        calls = [ex for ex in request.data.rl if ex.role in roles]
+        examples = grpo_examples(calls, roles)
+        metrics: dict[str, Any] = {"calls": len(calls), "prompts": len(examples)}
         if not examples:
-            return TrainResult(skipped="no senior prompts in the gathered traces", metrics=metrics)
+            reason = f"no prompts of {', '.join(sorted(roles)) or 'a rewarded role'} in the traces"
+            return TrainResult(skipped=reason, metrics=metrics)
         result = train_grpo(
             require_base(request),
             examples,

@@ -1,4 +1,8 @@
-"""Algorithm ``sft``: fine-tune the junior model on the conversations of successful rollouts."""
+"""Algorithm ``sft``: fine-tune a role's model on its conversations from successful rollouts.
+
+The juniors learn from rollouts the lab's reward rated well; the PI (stage ``board``) from
+decisions that matched the label: rejection-sampling SFT on the verifiable reward.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ def select_successful(
 
 
 class SFTAlgorithm:
-    """LoRA SFT (TRL on CPU, unsloth on CUDA) of the juniors' alias, saved as an adapter."""
+    """LoRA SFT (TRL on CPU, unsloth on CUDA) of one alias, saved as an adapter."""
 
     name = "sft"
     options_model = SFTOptions
@@ -39,24 +43,31 @@ class SFTAlgorithm:
 
         cfg: SFTOptions = request.options
         data = request.data
-        kept, threshold = select_successful(data.sft, cfg.reward_threshold, cfg.top_quantile)
+        roles = request.roles()
+        examples = [e for e in data.sft if e.role in roles]
+        kept, threshold = select_successful(examples, cfg.reward_threshold, cfg.top_quantile)
         metrics: dict[str, Any] = {
-            "junior_examples": len(data.sft),
+            "examples": len(examples),
             "kept": len(kept),
             "threshold": round(threshold, 4),
             "rollouts": data.n_rollouts,
         }
         request.log.info(
-            "kept %d of %d junior conversations (reward >= %.3f)",
+            "kept %d of %d %s conversations (reward >= %.3f)",
             len(kept),
-            len(data.sft),
+            len(examples),
+            request.alias,
             threshold,
         )
         request.save_artifact(
             "sft_data.jsonl", b"".join(e.model_dump_json().encode() + b"\n" for e in kept)
         )
         if not kept:
-            reason = "no junior conversation passed the reward threshold"
+            reason = (
+                f"no {request.alias} conversation passed the reward threshold"
+                if examples
+                else f"the traces hold no conversation of {', '.join(sorted(roles))}"
+            )
             return TrainResult(skipped=reason, metrics=metrics)
         result = train_sft(
             require_base(request),

@@ -18,6 +18,7 @@ def test_shipped_profiles_are_valid(profile: str) -> None:
     assert {r for r, c in config.roles.items() if c.trainable} == {
         "HypothesisRefiner",
         "ProtocolDesigner",
+        "PrincipalInvestigator",
     }
     assert abs(sum(config.rewards.judge_criteria.values()) - 1.0) < 1e-9
 

@@ -10,7 +10,10 @@ import pytest
 
 from chimera_core.artifacts import LocalArtifactStore
 from chimera_core.cli.main import main
+from chimera_core.config.models import DataConfig
 from chimera_core.data.dataset import DATASET_PREFIX, current_version, load_task_dataset
+from chimera_core.data.pubmedqa import load_tasks
+from chimera_core.stages.ingest import OFFICIAL_TEST_IDS
 
 
 @pytest.fixture
@@ -62,11 +65,18 @@ def test_ingest_official_split_and_versions(
     assert current_version(_store(workdir)) == first
 
 
-def test_official_split_without_ids_is_a_user_error(
+def test_official_split_without_ids_uses_the_bundled_official_test_ids(
     workdir: Path, pubmedqa_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["ingest", "--data-file", str(pubmedqa_file), "--split", "official"]) == 2
-    assert "data.test_ids_file" in capsys.readouterr().err
+    code = main(["ingest", "--data-file", str(pubmedqa_file), "--split", "official"])
+    ids = OFFICIAL_TEST_IDS.read_text().split()
+    assert len(ids) == len(set(ids)) == 500
+    tasks = {t.id for t in load_tasks(DataConfig(source="file", file=pubmedqa_file))}
+    if set(ids) <= tasks:  # the whole PQA-L set
+        assert code == 0
+    else:  # a subset (the fast tier's fixture): refused, naming the id file
+        assert code == 2
+        assert "pqal_official_test_ids.txt" in capsys.readouterr().err
 
 
 def test_bad_data_keeps_the_current_version(

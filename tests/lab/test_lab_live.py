@@ -13,11 +13,11 @@ import pytest
 
 from chimera_core.data.agent_outputs import (
     JuniorResearch,
-    SupervisorChoice,
-    decoding_budget,
     Protocol,
     RefinedHypothesis,
     ReviewDecision,
+    SupervisorChoice,
+    decoding_budget,
 )
 from chimera_core.data.pubmedqa import load_tasks
 from chimera_core.lab import ConfigModelProvider, LabEvent, run_task, state_to_json

@@ -103,7 +103,7 @@ def config(tmp_path: Path, pubmedqa_file: Path) -> ChimeraConfig:
         "stages.gather.max_attempts": 2,
         "stages.gather.retry_backoff_s": 0.0,
     }
-    for alias in ("junior", "senior", "board", "judge"):
+    for alias in ("junior", "senior", "board", "pi", "judge"):
         overrides[f"models.{alias}.max_retries"] = 0
         overrides[f"models.{alias}.timeout_s"] = 20.0
     return load_config("local", environ={}, overrides=overrides)
@@ -129,7 +129,7 @@ def lab(config: ChimeraConfig) -> Lab:
 def _routes(url: str) -> dict[str, Route]:
     """What RunInputs publishes: one route per alias; the trained alias (senior) only as the
     trained resource, as VERL publishes it."""
-    routes = {alias: Route(url, f"proxy-{alias}") for alias in ("junior", "board", "judge")}
+    routes = {alias: Route(url, f"proxy-{alias}") for alias in ("junior", "board", "pi", "judge")}
     routes[TRAINED_RESOURCE] = Route(url, "proxy-trained")
     return routes
 
@@ -209,7 +209,11 @@ def test_each_alias_is_called_through_its_route_for_this_rollout(
 ) -> None:
     routes = _routes(fake.url)
     _rollout(lab, routes)
-    trainable = {name for name, role in config.roles.items() if role.trainable}
+    # The trainable roles whose alias has no route of its own (senior) get the trained model;
+    # the PI (trainable too, alias pi) keeps its route.
+    trainable = {
+        name for name, role in config.roles.items() if role.trainable and role.model not in routes
+    }
     assert trainable == {"HypothesisRefiner", "ProtocolDesigner"}
     named = [(b["messages"][-1].get("name"), b["model"]) for b in fake.requests]
     lab_calls = [(role, model) for role, model in named if role]

@@ -46,6 +46,7 @@ def endpoints(config: ChimeraConfig) -> dict[str, Endpoint]:
         "junior": Endpoint(SERVER, "junior-v3", SERVER_KEY),  # a registered adapter
         "senior": configured_endpoint(config.models["senior"]),
         "board": Endpoint(SERVER, "SmolLM2-135M-Instruct", SERVER_KEY),  # the base
+        "pi": Endpoint(SERVER, "pi-v1", SERVER_KEY),
         "judge": Endpoint(SERVER, "SmolLM2-135M-Instruct", SERVER_KEY),
     }
 
@@ -61,7 +62,13 @@ def test_each_alias_is_routed_from_its_served_name_to_its_endpoint_model(
     assert len(entries) == len(config.models)
     routes = _by_name(entries)
     assert set(routes) == {m.served_model for m in config.models.values()}
-    assert set(routes) == {"chimera-junior", "remote-senior", "chimera-board", "chimera-judge"}
+    assert set(routes) == {
+        "chimera-junior",
+        "remote-senior",
+        "chimera-board",
+        "chimera-pi",
+        "chimera-judge",
+    }
     for alias, model in config.models.items():
         params = routes[model.served_model]
         assert params["model"] == f"hosted_vllm/{endpoints[alias].model}"
@@ -99,6 +106,7 @@ def test_key_variables_hold_each_alias_key(
         key_variable("junior"): SERVER_KEY,
         key_variable("senior"): REMOTE_KEY,
         key_variable("board"): SERVER_KEY,
+        key_variable("pi"): SERVER_KEY,
         key_variable("judge"): SERVER_KEY,
     }
     assert key_variables({}) == {}

@@ -25,7 +25,7 @@ from chimera_core.plugins import (
     check_config,
 )
 from chimera_core.plugins.manager import PluginInfo
-from chimera_core.stages import sft
+from chimera_core.stages import board, sft
 from chimera_core.stages.base import StageContext, StageResult
 from tests.tiny_llama import profile_aliases, random_adapter
 
@@ -72,14 +72,21 @@ class RecordingAlgorithm:
 
 
 def _ctx(
-    tmp_path: Path, base_dir: Path, run_id: str, algorithm: RecordingAlgorithm, **options: Any
+    tmp_path: Path,
+    base_dir: Path,
+    run_id: str,
+    algorithm: RecordingAlgorithm,
+    stage: str = "sft",
+    extra: dict[str, Any] | None = None,
+    **options: Any,
 ) -> StageContext:
     overrides: dict[str, Any] = {
         f"models.{alias}.checkpoint": str(base_dir) for alias in profile_aliases()
     }
     overrides["serving.models_dir"] = str(tmp_path / "models")
     overrides["stages.trace_adapter"] = "echo"
-    overrides["stages.sft"] = {"algorithm": "recording", "options": {"recording": options}}
+    overrides[f"stages.{stage}"] = {"algorithm": "recording", "options": {"recording": options}}
+    overrides.update(extra or {})
     config = load_config("local", overrides=overrides, environ={})
     plugins = build_registry(environ={"CHIMERA_PLUGINS": ""})
     plugins.add("adapter", EchoAdapter(), TEST_PLUGIN)
@@ -87,7 +94,7 @@ def _ctx(
     store = LocalArtifactStore(tmp_path / "store")
     if not store.exists("datasets/CURRENT.json"):
         publish_task_dataset(store, TASKS, "test tasks", "seed")
-    ctx = StageContext(config, run_id, "sft", store, plugins)
+    ctx = StageContext(config, run_id, stage, store, plugins)
     gather = StageResult(stage="gather", run_id=run_id, outputs={"rollouts_key": "none"})
     store.put_json(f"runs/{run_id}/gather/result.json", gather.model_dump(mode="json"))
     return ctx
@@ -143,3 +150,29 @@ def test_unknown_algorithm_options_are_config_errors_naming_the_key(
         p.startswith("stages.sft.options.recording.stepz:") and "'recording'" in p
         for p in err.value.problems
     )
+
+
+def test_the_board_stage_trains_the_trainable_pi_alias_alone(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    algorithm = RecordingAlgorithm()
+    result = board.run(_ctx(tmp_path, tiny_llama_dir, "r1", algorithm, stage="board"))
+    request = algorithm.requests[-1]
+    assert request.alias == "pi" and request.roles() == {"PrincipalInvestigator"}
+    assert result.outputs["alias"] == "pi" and result.outputs["version"] == "board-r1"
+
+
+def test_the_board_stage_skips_when_no_board_role_is_trainable(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    algorithm = RecordingAlgorithm()
+    extra = {"roles.PrincipalInvestigator.trainable": False}
+    ctx = _ctx(tmp_path, tiny_llama_dir, "r1", algorithm, stage="board", extra=extra)
+    result = board.run(ctx)
+    assert algorithm.requests == [] and "no board role is trainable" in result.metrics["skipped"]
+    assert ctx.models.versions("pi") == []
+
+
+def test_an_untrained_role_on_a_trained_alias_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"roles\.SafetyOfficer\.model: 'pi' is the alias"):
+        load_config("local", environ={}, overrides={"roles.SafetyOfficer.model": "pi"})

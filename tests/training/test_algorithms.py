@@ -172,7 +172,7 @@ def test_sft_with_no_example_over_the_threshold_skips_and_saves_an_empty_dataset
     result = SFTAlgorithm().train(request)
     assert result.output_dir is None
     assert result.skipped == "no junior conversation passed the reward threshold"
-    assert result.metrics == {"junior_examples": 2, "kept": 0, "threshold": 0.95, "rollouts": 2}
+    assert result.metrics == {"examples": 2, "kept": 0, "threshold": 0.95, "rollouts": 2}
     assert saved == {"sft_data.jsonl": b""}
     assert not request.output_dir.exists()
 
@@ -180,7 +180,7 @@ def test_sft_with_no_example_over_the_threshold_skips_and_saves_an_empty_dataset
 def test_sft_with_no_data_at_all_skips(make_request: MakeRequest) -> None:
     result = SFTAlgorithm().train(make_request(_sft_options(), TrainingData()))
     assert result.output_dir is None and result.skipped is not None
-    assert result.metrics["junior_examples"] == 0
+    assert result.metrics["examples"] == 0
 
 
 def test_sft_hands_the_trainer_only_the_kept_conversations_and_the_parent(
@@ -218,7 +218,7 @@ def test_sft_hands_the_trainer_only_the_kept_conversations_and_the_parent(
     ]
     assert _jsonl(saved["sft_data.jsonl"]) == kept
     assert result.output_dir == request.output_dir and result.skipped is None
-    assert result.metrics["kept"] == 2 and result.metrics["junior_examples"] == 4
+    assert result.metrics["kept"] == 2 and result.metrics["examples"] == 4
     assert result.metrics["steps"] == 1 and result.metrics["backend"] == "trl"
     assert result.data_sha256 == data_sha256(kept)
     assert result.config == {"algorithm": "sft", **options.model_dump(mode="json")}
@@ -349,8 +349,8 @@ def test_grpo_without_prompts_of_the_rewarded_roles_skips(make_request: MakeRequ
     request = make_request(GRPOOptions(), data, stage="ppo", alias="senior")
     result = GRPOAlgorithm().train(request)
     assert result.output_dir is None
-    assert result.skipped == "no senior prompts in the gathered traces"
-    assert result.metrics == {"senior_calls": 1, "prompts": 0}
+    assert result.skipped == "no prompts of HypothesisRefiner, ProtocolDesigner in the traces"
+    assert result.metrics == {"calls": 0, "prompts": 0}
     assert not request.output_dir.exists()
 
 
@@ -379,7 +379,7 @@ def test_grpo_trains_one_step_and_saves_an_adapter(make_request: MakeRequest) ->
     assert weights and all("lora_A" in k or "lora_B" in k for k in weights)
     # lora_B starts at zero: the step moved it (the two completions scored differently).
     assert all(bool(w.abs().sum() > 0) for k, w in weights.items() if "lora_B" in k)
-    assert result.metrics["senior_calls"] == 3 and result.metrics["prompts"] == 2
+    assert result.metrics["calls"] == 2 and result.metrics["prompts"] == 2
     assert result.metrics["steps"] == 1 and len(result.metrics["mean_rewards"]) == 1
     assert result.config["algorithm"] == "grpo" and result.config["lora_r"] == 4
     # The completions were scored through the stub, for the rewarded roles only.
