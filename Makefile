@@ -7,7 +7,7 @@ PUBMEDQA ?= $(firstword $(wildcard ../shared/data/pubmedqa/ori_pqal.json) )
 export CHIMERA_PUBMEDQA_FILE ?= $(abspath $(PUBMEDQA))
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: help setup run airflow test test-fast lint format bench clean
+.PHONY: help setup run nightly airflow test test-fast lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ setup: $(VENV)/.installed $(AF_VENV)/.installed $(VLLM_VENV)/.installed  ## crea
 
 run: setup  ## the main job: the whole pipeline on the local default (vLLM CPU server, local profile)
 	$(BIN)/chimera pipeline run --profile local
+
+nightly: setup  ## one nightly cycle (configs/nightly.yaml): 64 gathered tasks, 100 held-out, < 2 h on 2 cores
+	$(BIN)/chimera pipeline run --profile nightly
 
 airflow: setup  ## local Airflow with these DAGs on 127.0.0.1:8080 (AIRFLOW_LOCAL_PORT); Ctrl-C stops it
 	bash scripts/airflow_local.sh
