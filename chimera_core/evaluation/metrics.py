@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
-from sklearn.metrics import confusion_matrix, f1_score
+from sklearn.metrics import confusion_matrix
 
 from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.data.tasks import LABELS
@@ -50,6 +50,38 @@ def _answers(records: Sequence[RolloutRecord]) -> tuple[list[str], list[str]]:
     return truth, pred
 
 
+def _codes(labels: Sequence[str]) -> np.ndarray:
+    # yes/no/maybe -> 0/1/2; anything else (no answer, an unknown label) -> 3, which is never
+    # a class of its own but still counts as a wrong prediction of the classes it was given.
+    return np.asarray([LABELS.index(x) if x in LABELS else len(LABELS) for x in labels], dtype=int)
+
+
+def macro_f1_rows(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Macro-F1 of each row of label codes (``_codes``), over the labels present in its truth.
+
+    The same value as sklearn's ``f1_score(average="macro", labels=present, zero_division=0)``,
+    vectorised over rows so a bootstrap can score thousands of resamples at once.
+    """
+    n_labels = len(LABELS)
+    k = n_labels + 1
+    rows = truth.shape[0]
+    cells = (np.arange(rows)[:, None] * k * k + truth * k + pred).ravel()
+    counts = np.bincount(cells, minlength=rows * k * k).reshape(rows, k, k)  # row, truth, pred
+    true_pos = np.diagonal(counts, axis1=1, axis2=2)[:, :n_labels]
+    support = counts.sum(axis=2)[:, :n_labels]
+    predicted = counts.sum(axis=1)[:, :n_labels]
+    denom = support + predicted
+    f1 = np.divide(2 * true_pos, denom, out=np.zeros(denom.shape), where=denom > 0)
+    present = support > 0
+    return np.asarray((f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1))
+
+
+def _macro_f1(truth: Sequence[str], pred: Sequence[str]) -> float:
+    if not truth:
+        return 0.0
+    return float(macro_f1_rows(_codes(truth)[None], _codes(pred)[None])[0])
+
+
 def compute_metrics(
     records: Sequence[RolloutRecord], majority_label: str | None = None
 ) -> EvalMetrics:
@@ -67,7 +99,6 @@ def compute_metrics(
         for key, value in r.reward_components.items():
             components.setdefault(key, []).append(value)
     roles = sorted({role for r in records for role in r.schema_valid})
-    labels_present = [lb for lb in LABELS if lb in truth]
     return EvalMetrics(
         n=n,
         success_rate=len(ok) / n if n else 0.0,
@@ -78,18 +109,10 @@ def compute_metrics(
             [float(_GO_FOR_LABEL.get(r.expected_decision) == r.final_decision) for r in records]
         ),
         exact_accuracy=_mean([float(t == p) for t, p in zip(truth, pred, strict=True)]),
-        macro_f1=float(
-            f1_score(truth, pred, labels=labels_present, average="macro", zero_division=0)
-        )
-        if n
-        else 0.0,
+        macro_f1=_macro_f1(truth, pred),
         majority_label=majority,
         majority_accuracy=_mean([float(t == majority) for t in truth]),
-        majority_macro_f1=float(
-            f1_score(truth, [majority] * n, labels=labels_present, average="macro", zero_division=0)
-        )
-        if n
-        else 0.0,
+        majority_macro_f1=_macro_f1(truth, [majority] * n),
         schema_valid_rate={
             role: _mean([float(r.schema_valid[role]) for r in records if role in r.schema_valid])
             for role in roles
@@ -131,6 +154,46 @@ PER_ROLLOUT: dict[str, Callable[[RolloutRecord], float]] = {
     ),
     "success_rate": lambda r: float(r.status == "succeeded"),
 }
+# Statistics of a whole set of tasks, not means of per-rollout values: the bootstrap recomputes
+# them on every resample of the tasks.
+RESAMPLED = ("macro_f1",)
+COMPARED = (*PER_ROLLOUT, *RESAMPLED)
+
+
+def _pairs(
+    baseline: Sequence[RolloutRecord], challenger: Sequence[RolloutRecord]
+) -> list[tuple[RolloutRecord, RolloutRecord]]:
+    base_by_task = {r.task_id: r for r in baseline}
+    return [(base_by_task[r.task_id], r) for r in challenger if r.task_id in base_by_task]
+
+
+def _comparison(
+    metric: str,
+    n_pairs: int,
+    values: tuple[float, float, float],
+    boot: np.ndarray,
+    confidence: float,
+) -> PairedComparison:
+    # values: baseline, challenger and delta on all pairs; boot: the resampled deltas.
+    alpha = (1 - confidence) / 2
+    baseline, challenger, delta = values
+    return PairedComparison(
+        metric=metric,
+        n_pairs=n_pairs,
+        baseline=baseline,
+        challenger=challenger,
+        delta=delta,
+        ci_low=float(np.quantile(boot, alpha)),
+        ci_high=float(np.quantile(boot, 1 - alpha)),
+        confidence=confidence,
+    )
+
+
+def _no_pairs(metric: str, confidence: float) -> PairedComparison:
+    return PairedComparison(
+        metric=metric, n_pairs=0, baseline=0, challenger=0, delta=0, ci_low=0, ci_high=0,
+        confidence=confidence,
+    )  # fmt: skip
 
 
 def paired_bootstrap(
@@ -141,29 +204,42 @@ def paired_bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> PairedComparison:
-    """Bootstrap the mean per-task difference over tasks both sets ran."""
+    """Bootstrap the mean per-task difference over tasks both sets ran.
+
+    A ``RESAMPLED`` metric goes to ``paired_bootstrap_resampled``.
+    """
+    if metric in RESAMPLED:
+        return paired_bootstrap_resampled(baseline, challenger, metric, samples, confidence, seed)
     value = PER_ROLLOUT[metric]
-    base_by_task = {r.task_id: value(r) for r in baseline}
-    pairs = [(base_by_task[r.task_id], value(r)) for r in challenger if r.task_id in base_by_task]
+    pairs = _pairs(baseline, challenger)
     if not pairs:
-        return PairedComparison(
-            metric=metric, n_pairs=0, baseline=0, challenger=0, delta=0, ci_low=0, ci_high=0,
-            confidence=confidence,
-        )  # fmt: skip
-    b = np.asarray([p[0] for p in pairs])
-    c = np.asarray([p[1] for p in pairs])
+        return _no_pairs(metric, confidence)
+    b = np.asarray([value(p[0]) for p in pairs])
+    c = np.asarray([value(p[1]) for p in pairs])
     diff = c - b
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(diff), size=(samples, len(diff)))
-    boot = diff[idx].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    return PairedComparison(
-        metric=metric,
-        n_pairs=len(pairs),
-        baseline=float(b.mean()),
-        challenger=float(c.mean()),
-        delta=float(diff.mean()),
-        ci_low=float(np.quantile(boot, alpha)),
-        ci_high=float(np.quantile(boot, 1 - alpha)),
-        confidence=confidence,
-    )
+    idx = np.random.default_rng(seed).integers(0, len(diff), size=(samples, len(diff)))
+    values = (float(b.mean()), float(c.mean()), float(diff.mean()))
+    return _comparison(metric, len(pairs), values, diff[idx].mean(axis=1), confidence)
+
+
+def paired_bootstrap_resampled(
+    baseline: Sequence[RolloutRecord],
+    challenger: Sequence[RolloutRecord],
+    metric: str = "macro_f1",
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedComparison:
+    """Bootstrap a set-level statistic (macro-F1): resample tasks, recompute it on both sets."""
+    if metric not in RESAMPLED:
+        raise ValueError(f"{metric!r} is not a resampled metric ({', '.join(RESAMPLED)})")
+    pairs = _pairs(baseline, challenger)
+    if not pairs:
+        return _no_pairs(metric, confidence)
+    truth, base_pred = (_codes(x) for x in _answers([p[0] for p in pairs]))
+    chal_pred = _codes(_answers([p[1] for p in pairs])[1])
+    idx = np.random.default_rng(seed).integers(0, len(pairs), size=(samples, len(pairs)))
+    boot = macro_f1_rows(truth[idx], chal_pred[idx]) - macro_f1_rows(truth[idx], base_pred[idx])
+    base = float(macro_f1_rows(truth[None], base_pred[None])[0])
+    chal = float(macro_f1_rows(truth[None], chal_pred[None])[0])
+    return _comparison(metric, len(pairs), (base, chal, chal - base), boot, confidence)
