@@ -205,9 +205,40 @@ class EvaluateConfig(Section):
         description="What to evaluate against the champion (base before any promotion): "
         "candidate (this run's), champion, base or VERSION.",
     )
-    primary_metric: str = "mean_reward"
+    primary_metric: str = Field(
+        "mean_reward",
+        description="The compared metric promotion rests on: its paired delta must exceed "
+        "promote_margin with the bootstrap interval above zero.",
+    )
+    guard_metrics: list[str] = Field(
+        default_factory=lambda: ["macro_f1"],
+        description="Compared metrics that may not drop: promotion is refused when the "
+        "challenger's paired delta on any of them is below zero.",
+    )
     promote_margin: float = Field(0.0, ge=0.0)
     bootstrap_samples: int = Field(1000, ge=100)
+
+    @model_validator(mode="after")
+    def _compared_metrics(self) -> EvaluateConfig:
+        # The metrics evaluate compares pairwise (chimera_core.evaluation.metrics.COMPARED; the
+        # config layer may not import it, a test keeps the two equal).
+        compared = (
+            "mean_reward",
+            "exact_accuracy",
+            "decision_alignment",
+            "success_rate",
+            "macro_f1",
+        )
+        for name, values in (
+            ("primary_metric", [self.primary_metric]),
+            ("guard_metrics", self.guard_metrics),
+        ):
+            if unknown := [m for m in values if m not in compared]:
+                raise ValueError(
+                    f"stages.evaluate.{name}: {', '.join(map(repr, unknown))} is not a compared "
+                    f"metric (one of {', '.join(compared)})"
+                )
+        return self
 
 
 class StagesConfig(Section):

@@ -14,7 +14,7 @@ from typing import Any
 
 from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.errors import ChimeraError
-from chimera_core.evaluation.metrics import EvalMetrics, compute_metrics, paired_bootstrap
+from chimera_core.evaluation.metrics import COMPARED, EvalMetrics, compute_metrics, paired_bootstrap
 from chimera_core.evaluation.report import write_report
 from chimera_core.model_registry import ModelRegistry
 from chimera_core.rollouts.storage import load_records
@@ -22,8 +22,6 @@ from chimera_core.serving.model_sets import POLICY_ALIAS, bandit_policy_dir
 from chimera_core.stages.base import StageContext, StageResult
 from chimera_core.stages.gather import served_rollouts, split_tasks
 from chimera_core.tracking import Tracker
-
-COMPARED = ("mean_reward", "exact_accuracy", "decision_alignment", "success_rate")
 
 
 def challenger_set(
