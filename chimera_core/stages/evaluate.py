@@ -2,7 +2,8 @@
 
 The baseline is the current champion set (the base models on a first run); the challenger is
 ``stages.evaluate.model_set``: ``candidate`` (the versions this run trained, champion elsewhere),
-``champion``, or one registered version id. Both run greedily (no exploration).
+``champion``, or one registered version id. Both run greedily (no exploration). The report also
+states the held-out split, the reward's components, and this run's training curves and costs.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ from typing import Any
 from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.errors import ChimeraError
 from chimera_core.evaluation.metrics import COMPARED, EvalMetrics, compute_metrics, paired_bootstrap
-from chimera_core.evaluation.report import write_report
+from chimera_core.evaluation.report import EvalSetup, StageRun, write_report
 from chimera_core.model_registry import ModelRegistry
 from chimera_core.rollouts.storage import load_records
 from chimera_core.serving.model_sets import POLICY_ALIAS, bandit_policy_dir
 from chimera_core.stages.base import StageContext, StageResult
 from chimera_core.stages.gather import served_rollouts, split_tasks
 from chimera_core.tracking import Tracker
+
+# The stages before this one, in pipeline order (chimera_core.stages.STAGES; a test keeps them
+# equal), and the tier each training stage trains.
+EARLIER_STAGES = ("ingest", "gather", "sft", "ppo", "bandit", "board")
+TRAINED_TIERS = {"sft": "junior", "ppo": "senior", "board": "board"}
 
 
 def challenger_set(
@@ -63,6 +69,27 @@ def held_out_overlap(
                     f"tasks of {', '.join(versions)} (e.g. {', '.join(overlap[:5])})"
                 )
     return problems
+
+
+def earlier_stages(ctx: StageContext) -> list[StageRun]:
+    """This run's finished stages before evaluate: their cost, and what training recorded."""
+    runs = []
+    for stage in EARLIER_STAGES:
+        if not ctx.has_result(stage):
+            continue
+        result = ctx.result_of(stage)
+        tier = TRAINED_TIERS.get(stage)
+        runs.append(
+            StageRun(
+                stage=stage,
+                seconds=result.seconds,
+                peak_rss_mb=result.peak_rss_mb,
+                tier=tier,
+                alias=result.outputs.get("alias"),
+                metrics=result.metrics if tier else {},
+            )
+        )
+    return runs
 
 
 def _evaluate_set(
@@ -135,10 +162,20 @@ def run(ctx: StageContext) -> StageResult:
             )
             for m in COMPARED
         ]
-    gathered: list[float] = []
+    gathered: list[float] | None = None
     if ctx.has_result("gather"):
         prefix = ctx.result_of("gather").outputs["rollouts_key"]
         gathered = [r.reward or 0.0 for r in load_records(ctx.store, prefix)]
+    rewards = ctx.config.rewards
+    setup = EvalSetup(
+        split=cfg.split,
+        dataset_version=ctx.dataset_version(),
+        n_tasks=len(tasks),
+        n_gathered=None if gathered is None else len(gathered),
+        reward_weights=rewards.weights,
+        decision_reward=rewards.decision_reward,
+        alignment_mode=rewards.alignment_mode,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         report = write_report(
             Path(tmp),
@@ -146,9 +183,11 @@ def run(ctx: StageContext) -> StageResult:
             metrics=metrics,
             comparisons=comparisons,
             records=records,
-            gathered_rewards=gathered,
+            gathered_rewards=gathered or [],
             model_sets=sets,
             notes=notes,
+            setup=setup,
+            stages=earlier_stages(ctx),
         )
         ctx.store.put_dir(ctx.key("report"), report.parent)
     local_copy = Path(".chimera") / "reports" / ctx.run_id
@@ -164,6 +203,7 @@ def run(ctx: StageContext) -> StageResult:
         metrics={
             "sets": {label: ms for label, ms in sets.items()},
             "baseline": baseline_label,
+            **setup.model_dump(include={"split", "dataset_version", "n_tasks", "n_gathered"}),
             **{
                 f"{label}.{k}": v
                 for label, m in metrics.items()
