@@ -43,6 +43,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 )
 ENTRY_POINT_GROUP = "chimera"
 ALLOW_ENV = "CHIMERA_PLUGINS"
+# Modules loaded as plugins without installing them (a plugin under development, a test's
+# plugin); an environment variable, so the rollout processes a stage spawns load them too.
+MODULES_ENV = "CHIMERA_PLUGIN_MODULES"
 BUILTIN_DIST = "chimera-lab (built-in)"
 
 
@@ -192,6 +195,19 @@ def build_registry(environ: dict[str, str] | None = None) -> PluginRegistry:
             raise PluginError(f"plugin {ep.name!r} (package {package}) is registered twice")
         pm.register(plugin, name=ep.name)
         loaded.append((PluginInfo(ep.name, package, builtin=False), plugin))
+
+    raw = (environ if environ is not None else os.environ).get(MODULES_ENV, "")
+    for mod_name in [part.strip() for part in raw.split(",") if part.strip()]:
+        try:
+            module = importlib.import_module(mod_name)
+        except Exception as exc:
+            raise PluginError(
+                f"plugin module {mod_name!r} ({MODULES_ENV}) failed to import: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not pm.is_registered(module):
+            pm.register(module, name=mod_name)
+            loaded.append((PluginInfo(mod_name, f"module {mod_name}", builtin=False), module))
 
     registry = PluginRegistry(pm, [info for info, _ in loaded])
     for kind, hook_name in REGISTER_HOOKS.items():

@@ -197,3 +197,24 @@ def test_malformed_registration_and_unknown_names() -> None:
         registry.add("reward", object(), info)
     with pytest.raises(PluginError, match=r"unknown tool 'nope' \(known: none\)"):
         registry.tool("nope")
+
+
+def test_a_module_named_in_chimera_plugin_modules_loads_without_installing() -> None:
+    registry = build_registry(
+        environ={
+            "CHIMERA_PLUGINS": "",
+            "CHIMERA_PLUGIN_MODULES": "tests.closed_loop.planted_reward",
+        }
+    )
+    assert registry.reward("planted_go").name == "planted_go"
+    (info,) = [p for p in registry.plugins if p.name == "tests.closed_loop.planted_reward"]
+    assert not info.builtin and info.package == "module tests.closed_loop.planted_reward"
+    # The variable is the loader's, never a config override.
+    load_config("local", environ={"CHIMERA_PLUGIN_MODULES": "tests.closed_loop.planted_reward"})
+
+
+def test_a_plugin_module_that_cannot_import_names_the_module_and_the_variable() -> None:
+    with pytest.raises(
+        PluginError, match=r"plugin module 'no_such_mod' \(CHIMERA_PLUGIN_MODULES\)"
+    ):
+        build_registry(environ={"CHIMERA_PLUGIN_MODULES": "no_such_mod"})
