@@ -1,8 +1,13 @@
-"""Nightly self-improvement of the lab: ingest, gather, sft, ppo, bandit, evaluate, promote.
+"""Nightly self-improvement of the lab: ingest, gather, sft, ppo, bandit, board, evaluate, promote.
 
 Each task runs `chimera stage NAME --run-id <airflow run id>`: a local subprocess (laptop) or a
 GPU pod (Kubernetes), per the profile's `orchestration` section. Stages are idempotent for a run
 id, so a retried task resumes from its artifacts. Trigger from the UI with custom params.
+
+The tasks are the profile's `orchestration.stages`: by default every stage of the pipeline
+(`chimera_core.config.models.PIPELINE_STAGES`), in the order above. `board` trains the
+principal investigator's model on the decision reward; it succeeds without training (its result
+says why) when no board role has `trainable: true`.
 
 `select_stages` runs first and marks the stages left out of the `stages` param as skipped, so
 they never start. A user error (bad params or profile, exit 2) fails its task at once; a fault

@@ -23,12 +23,15 @@ if TYPE_CHECKING:
 
 SELECT_TASK_ID = "select_stages"
 DONE_TASK_ID = "done"
-STAGE_LABELS = {  # the multi-select's chips: short, seven fit on two lines
+# The multi-select's chips, one per stage of PIPELINE_STAGES (chimera_core.config.models): keep
+# them short, so that all of them wrap onto few lines. A stage without a label shows its name.
+STAGE_LABELS = {
     "ingest": "ingest (dataset)",
     "gather": "gather (rollouts)",
     "sft": "sft (fine-tune juniors)",
     "ppo": "ppo (RL of seniors)",
     "bandit": "bandit (supervisor policy)",
+    "board": "board (PI decision)",
     "evaluate": "evaluate (vs champion)",
     "promote": "promote (new champion)",
 }

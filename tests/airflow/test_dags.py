@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from chimera_core.config import load_config
+from chimera_core.config.models import PIPELINE_STAGES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,6 +20,7 @@ def test_dagbag_loads_both_dags_without_errors() -> None:
     assert bag.import_errors == {}
     training = bag.dags["chimera_training"]
     stages = load_config("local").orchestration.stages
+    assert stages == list(PIPELINE_STAGES)  # every stage, board between bandit and evaluate
     assert [t.task_id for t in training.topological_sort()] == ["select_stages", *stages, "done"]
     assert training.get_task("done").upstream_task_ids == set(stages)  # any failure fails the run
     # every stage waits for all earlier ones (a left-out stage is skipped before the run starts)

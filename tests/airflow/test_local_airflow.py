@@ -7,8 +7,8 @@ trigger form does:
 
 - ``stages=["ingest"]``: the ingest task runs the real ``chimera stage ingest`` on the PubMedQA
   file (behind a wrapper that prints a few lines slowly first); its log shows those lines while
-  the task runs and ends with a summary of the result; the other six stages are skipped without
-  ever starting (try number 0).
+  the task runs and ends with a summary of the result; the other stages (board included) are
+  skipped without ever starting (try number 0).
 - an unknown profile: the run fails at once, its ingest task after one try (a user error is not
   retried; a retry would wait 5 minutes).
 
@@ -37,12 +37,13 @@ from urllib.parse import quote
 
 import pytest
 
+from chimera_core.config.models import PIPELINE_STAGES
 from tests.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "airflow_local.sh"
 DAG_ID = "chimera_training"
-STAGES = ["ingest", "gather", "sft", "ppo", "bandit", "evaluate", "promote"]
+STAGES = list(PIPELINE_STAGES)  # the DAG's stages: the local profile keeps the default
 
 pytestmark = [
     pytest.mark.slow,

@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 
+from chimera_core.config.models import PIPELINE_STAGES
+
 REPO = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_chimera.py")
 FAKE_COMMAND = [sys.executable, str(FAKE)]
 LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
-STAGES = ["ingest", "gather", "sft", "ppo", "bandit", "evaluate", "promote"]
+STAGES = list(PIPELINE_STAGES)  # the training DAG's stages with the default orchestration
 
 
 class RecordingLog:
@@ -189,6 +191,9 @@ def test_stages_param_is_a_multi_select_of_the_stage_names() -> None:
         assert schema["examples"] == stages
         assert schema["items"] == {"type": "string", "enum": stages}
         assert set(schema["values_display"]) == set(stages)
+        # each chip names its stage first (a stage without a label would show its bare name)
+        for stage, label in schema["values_display"].items():
+            assert label.startswith(f"{stage} ("), (stage, label)
         assert param.value == stages
         param.resolve(["evaluate"])
         for bad in (["nope"], [], ["ingest", "ingest"], "ingest"):
@@ -265,7 +270,7 @@ def test_select_stages_skips_unselected_stages_before_they_start(
         "select_stages": "success",
         **{s: "skipped" for s in STAGES},
         "gather": "success",
-        "evaluate": "success",  # after skipped sft, ppo, bandit: none_failed lets it run
+        "evaluate": "success",  # after skipped sft, ppo, bandit, board: none_failed runs it
         "done": "success",
     }
     assert (tmp_path / "started").read_text().split() == ["gather", "evaluate"]
