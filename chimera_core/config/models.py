@@ -341,7 +341,9 @@ class PodConfig(Section):
     image: str = "chimera-worker:0.1.0"
     namespace: str = "chimera"
     service_account: str | None = None
-    gpu_stages: list[str] = Field(default_factory=lambda: ["gather", "sft", "ppo", "evaluate"])
+    gpu_stages: list[str] = Field(
+        default_factory=lambda: ["gather", "sft", "ppo", "board", "evaluate"]
+    )
     gpus: int = Field(1, ge=0)
     cpu_request: str = "2"
     memory_request: str = "8Gi"
