@@ -192,3 +192,27 @@ def test_registry_cli_exports_an_adapter_merged_into_its_base(
         assert main(argv) == 2, argv
         assert message in " ".join(capsys.readouterr().err.split()), argv
         assert out == "export" or not (tmp_path / out).exists()
+
+
+def test_registry_cli_promote_refuses_unknown_alias_and_unregistered_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chimera_core.cli.main import main
+
+    root = tmp_path / "artifacts"
+    monkeypatch.setenv("CHIMERA_ARTIFACTS__LOCAL_ROOT", str(root))
+    monkeypatch.setenv("CHIMERA_SERVING__MODELS_DIR", str(tmp_path / "models"))
+    refusals = {
+        ("promote", "no-such-alias", BASE): "unknown model alias 'no-such-alias'",
+        ("promote", "junior", "sft-nope"): "unknown version 'sft-nope' of model 'junior'",
+        ("rollback", "no-such-alias"): "unknown model alias 'no-such-alias'",
+    }
+    for args, message in refusals.items():
+        assert main(["registry", *args]) == 2, args
+        err = " ".join(capsys.readouterr().err.split())
+        assert message in err and "Traceback" not in err, args
+    assert "supervisor_policy" in err and "junior" in err  # the known aliases are listed
+    assert not root.exists() or not list(root.rglob("champion.json"))  # nothing was written
+    # The profile's aliases and the bandit policy's can be promoted to base.
+    assert main(["registry", "promote", "junior", BASE]) == 0
+    assert main(["registry", "promote", "supervisor_policy", BASE]) == 0

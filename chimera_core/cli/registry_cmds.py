@@ -12,11 +12,22 @@ from chimera_core.cli.common import ProfileOption, console, load_profile
 from chimera_core.config import ChimeraConfig
 from chimera_core.errors import ChimeraError
 from chimera_core.model_registry import BASE, ModelRegistry
+from chimera_core.serving.model_sets import POLICY_ALIAS
 from chimera_core.training.checkpoint import require_empty_dir
 
 
 def _registry(config: ChimeraConfig) -> ModelRegistry:
     return ModelRegistry.for_config(config)
+
+
+def _require_alias(config: ChimeraConfig, alias: str) -> None:
+    """Refuse an alias the profile does not serve: a typo would get a champion of its own."""
+    known = [*config.models, POLICY_ALIAS]
+    if alias not in known:
+        raise ChimeraError(
+            f"unknown model alias {alias!r} in profile {config.profile!r} "
+            f"(expected one of: {', '.join(known)})"
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -50,7 +61,9 @@ def register(app: typer.Typer) -> None:
         profile: ProfileOption = None,
     ) -> None:
         """Make a version the alias's champion (the next rollouts serve it)."""
-        registry = _registry(load_profile(profile))
+        config = load_profile(profile)
+        _require_alias(config, alias)
+        registry = _registry(config)
         registry.promote(alias, version, reason)
         console.print(f"{alias}: champion is now [bold]{version}[/]")
 
@@ -61,7 +74,9 @@ def register(app: typer.Typer) -> None:
         profile: ProfileOption = None,
     ) -> None:
         """Make the previous champion the champion again."""
-        registry = _registry(load_profile(profile))
+        config = load_profile(profile)
+        _require_alias(config, alias)
+        registry = _registry(config)
         was = registry.champion(alias)
         back = registry.rollback(alias, reason)
         console.print(f"{alias}: champion rolled back from {was} to [bold]{back}[/]")
