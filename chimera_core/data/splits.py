@@ -9,13 +9,31 @@ from chimera_core.data.tasks import ResearchTask
 from chimera_core.errors import DataError
 
 
-def seed_split(tasks: list[ResearchTask], train_fraction: float) -> list[ResearchTask]:
+def _require_nonempty(
+    tasks: list[ResearchTask], splits: tuple[str, ...], source: str, why: str
+) -> list[ResearchTask]:
+    """Refuse a split with an empty side: training or evaluating on nothing is never meant."""
+    sizes = {name: sum(t.split == name for t in tasks) for name in splits}
+    if empty := [name for name, n in sizes.items() if n == 0]:
+        shown = ", ".join(f"{n} {name}" for name, n in sizes.items())
+        raise DataError(
+            f"{source}: {why} leaves the {' and '.join(empty)} split empty ({shown} of "
+            f"{len(tasks)} tasks); nothing was published"
+        )
+    return tasks
+
+
+def seed_split(
+    tasks: list[ResearchTask], train_fraction: float, source: str = "the dataset"
+) -> list[ResearchTask]:
     """First ``train_fraction`` in source order is train, the rest validation (the write-up's)."""
     n_train = round(len(tasks) * train_fraction)
-    return [
+    split = [
         t.model_copy(update={"split": "train" if i < n_train else "validation"})
         for i, t in enumerate(tasks)
     ]
+    why = f"data.train_fraction {train_fraction}"
+    return _require_nonempty(split, ("train", "validation"), source, why)
 
 
 def official_split(
@@ -29,11 +47,13 @@ def official_split(
             f"{len(missing)} of {len(test_ids)} test id(s) in {source} are not in the dataset "
             f"({shown}); the official split needs the whole PQA-L set (or data.test_ids_file)"
         )
-    return [t.model_copy(update={"split": "test" if t.id in test_ids else "train"}) for t in tasks]
+    split = [t.model_copy(update={"split": "test" if t.id in test_ids else "train"}) for t in tasks]
+    why = f"the official split with its {len(test_ids)} test id(s)"
+    return _require_nonempty(split, ("train", "test"), source, why)
 
 
 def stratified_split(
-    tasks: list[ResearchTask], train_fraction: float, seed: int
+    tasks: list[ResearchTask], train_fraction: float, seed: int, source: str = "the dataset"
 ) -> list[ResearchTask]:
     """Seeded per-label split keeping label proportions; source order is kept."""
     by_label: dict[str, list[str]] = defaultdict(list)
@@ -45,6 +65,8 @@ def stratified_split(
         ids = by_label[label]
         rng.shuffle(ids)
         train.update(ids[: round(len(ids) * train_fraction)])
-    return [
+    split = [
         t.model_copy(update={"split": "train" if t.id in train else "validation"}) for t in tasks
     ]
+    why = f"data.train_fraction {train_fraction}"
+    return _require_nonempty(split, ("train", "validation"), source, why)

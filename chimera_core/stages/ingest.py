@@ -18,10 +18,11 @@ OFFICIAL_TEST_IDS = Path(__file__).resolve().parent.parent / "data" / "pqal_offi
 def apply_split(tasks: list[ResearchTask], ctx: StageContext) -> list[ResearchTask]:
     """Apply the configured split method."""
     data = ctx.config.data
+    source = source_description(data)
     if data.split == "seed":
-        return seed_split(tasks, data.train_fraction)
+        return seed_split(tasks, data.train_fraction, source)
     if data.split == "stratified":
-        return stratified_split(tasks, data.train_fraction, data.seed)
+        return stratified_split(tasks, data.train_fraction, data.seed, source)
     ids_file = data.test_ids_file or OFFICIAL_TEST_IDS
     return official_split(tasks, read_id_file(ids_file), str(ids_file))
 

@@ -124,3 +124,39 @@ def test_stage_is_idempotent_for_a_run_id(
     first = store.get_json("runs/r1/ingest/result.json")
     assert main(args) == 0
     assert store.get_json("runs/r1/ingest/result.json") == first
+
+
+def _published(workdir: Path) -> tuple[bytes, list[str]]:
+    """CURRENT.json's bytes and every key under the dataset prefix: what ingest publishes."""
+    store = _store(workdir)
+    return store.get_bytes(f"{DATASET_PREFIX}/CURRENT.json"), list(store.list(DATASET_PREFIX))
+
+
+def test_a_split_left_empty_is_refused_and_nothing_is_published(
+    workdir: Path, pubmedqa_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ["ingest", "--data-file", str(pubmedqa_file)]
+    assert main(data) == 0
+    before = _published(workdir)
+    empty = workdir / "empty-ids.txt"
+    empty.write_text("")
+    every = workdir / "every-id.json"
+    every.write_text(json.dumps(list(json.loads(pubmedqa_file.read_text()))))
+    cases = {
+        ("--split", "official", "--test-ids", str(empty)): (str(empty), "test split empty"),
+        ("--split", "official", "--test-ids", str(every)): (str(every), "train split empty"),
+        ("--split", "seed", "--train-fraction", "0.01"): (
+            str(pubmedqa_file),
+            "data.train_fraction 0.01 leaves the train split empty",
+        ),
+        ("--split", "stratified", "--train-fraction", "0.99"): (
+            str(pubmedqa_file),
+            "data.train_fraction 0.99 leaves the validation split empty",
+        ),
+    }
+    capsys.readouterr()
+    for args, (file, message) in cases.items():
+        assert main([*data, *args]) == 2, args
+        err = " ".join(capsys.readouterr().err.split())
+        assert file in err and message in err and "Traceback" not in err, (args, err)
+        assert _published(workdir) == before, args
