@@ -78,9 +78,28 @@ def normalize_record(where: str, rec: Mapping[str, Any], pmid: str | None = None
     )
 
 
-def _read_json(path: Path) -> Iterator[RawRecord]:
+def _decode(path: Path, raw: bytes, where: str | None = None) -> str:
+    """UTF-8 text of a data file; a binary or mis-encoded file is a DataError naming it."""
     try:
-        data = json.loads(path.read_text())
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{where or path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start}); expected a JSON, JSONL or text file"
+        ) from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _read_json(path: Path) -> Iterator[RawRecord]:
+    text = _decode(path, _read_bytes(path))
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -99,8 +118,9 @@ def _read_json(path: Path) -> Iterator[RawRecord]:
 
 
 def _read_jsonl(path: Path) -> Iterator[RawRecord]:
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = _decode(path, raw, f"{path}:{lineno}")
             if not line.strip():
                 continue
             try:
@@ -192,7 +212,7 @@ def read_id_file(path: Path) -> set[str]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"test id file not found: {path}")
-    text = path.read_text()
+    text = _decode(path, _read_bytes(path))
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

@@ -160,3 +160,27 @@ def test_a_split_left_empty_is_refused_and_nothing_is_published(
         err = " ".join(capsys.readouterr().err.split())
         assert file in err and message in err and "Traceback" not in err, (args, err)
         assert _published(workdir) == before, args
+
+
+BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe"  # what a wrong --data-file often is
+
+
+def test_a_binary_data_or_test_ids_file_is_a_data_error_naming_it(
+    workdir: Path, pubmedqa_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ingest", "--data-file", str(pubmedqa_file)]) == 0
+    before = _published(workdir)
+    capsys.readouterr()
+    for name in ("data.json", "data.jsonl", "ids.json", "ids.txt"):
+        path = workdir / name
+        path.write_bytes(BINARY)
+        if name.startswith("data"):
+            argv = ["ingest", "--data-file", str(path)]
+        else:
+            argv = ["ingest", "--data-file", str(pubmedqa_file), "--split", "official"]
+            argv += ["--test-ids", str(path)]
+        assert main(argv) == 2, name
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"{path}" in err and "not UTF-8 text" in err, err
+        assert "Traceback" not in err and "UnicodeDecodeError" not in err, err
+        assert _published(workdir) == before, name

@@ -115,6 +115,13 @@ def test_unsupported_and_missing_files(tmp_path: Path) -> None:
         read_file(tmp_path / "d.csv")
 
 
+def test_a_non_utf8_line_of_a_jsonl_file_is_named(tmp_path: Path) -> None:
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_bytes(json.dumps({"pubid": 1, **_ori("1")}).encode() + b"\n\xff\xfe{}\n")
+    with pytest.raises(DataError, match=r"d.jsonl:2: not UTF-8 text \(byte 0xff at offset 0\)"):
+        to_tasks(read_file(jsonl))
+
+
 @pytest.fixture(scope="module")
 def all_tasks(pubmedqa_file: Path) -> list[ResearchTask]:
     return to_tasks(read_file(pubmedqa_file))
