@@ -26,6 +26,16 @@ def _field(rec: Mapping[str, Any], *names: str) -> Any:
     return None
 
 
+def _named(rec: Mapping[str, Any], *names: str) -> str:
+    """The one of ``names`` the record uses (the first when none), for an error message."""
+    return next((name for name in names if name in rec), names[0])
+
+
+def _got(value: Any) -> str:
+    shown = repr(value)
+    return f"got {type(value).__name__} {shown if len(shown) <= 60 else shown[:57] + '...'}"
+
+
 def normalize_record(where: str, rec: Mapping[str, Any], pmid: str | None = None) -> ResearchTask:
     """One raw record (original or Hub field names) as a ResearchTask; DataError names the field."""
     if not isinstance(rec, Mapping):
@@ -35,10 +45,18 @@ def normalize_record(where: str, rec: Mapping[str, Any], pmid: str | None = None
     pmid = pmid or _field(rec, "pubid", "pmid", "PMID", "id")
     if pmid is None or str(pmid).strip() == "":
         raise DataError(f"{where}: missing field 'pubid' (the PMID)")
+    if isinstance(pmid, bool) or not isinstance(pmid, str | int):
+        field = _named(rec, "pubid", "pmid", "PMID", "id")
+        raise DataError(
+            f"{where}: field {field!r} (the PMID): expected a string or an integer ({_got(pmid)})"
+        )
     pmid = str(pmid).strip()
     at = f"{where}: record {pmid}"
 
     question = _field(rec, "QUESTION", "question")
+    if question is not None and not isinstance(question, str):
+        field = _named(rec, "QUESTION", "question")
+        raise DataError(f"{at}: field {field!r}: expected a string ({_got(question)})")
     if not isinstance(question, str) or not question.strip():
         raise DataError(f"{at}: field 'QUESTION': missing or empty")
 
@@ -54,7 +72,11 @@ def normalize_record(where: str, rec: Mapping[str, Any], pmid: str | None = None
         or not contexts
         or not all(isinstance(c, str) for c in contexts)
     ):
-        raise DataError(f"{at}: field 'CONTEXTS': expected a non-empty list of strings")
+        field = _named(rec, "CONTEXTS", "contexts", "context")
+        field += ".contexts" if field == "context" else ""
+        raise DataError(
+            f"{at}: field {field!r}: expected a non-empty list of strings ({_got(contexts)})"
+        )
 
     label = _field(rec, "final_decision", "FINAL_DECISION")
     if not isinstance(label, str) or label.strip().lower() not in LABELS:
@@ -67,13 +89,22 @@ def normalize_record(where: str, rec: Mapping[str, Any], pmid: str | None = None
         meshes = nested.get("meshes") or []
     if hasattr(meshes, "tolist"):
         meshes = meshes.tolist()
+    if isinstance(meshes, str):
+        meshes = [meshes]
+    if not isinstance(meshes, list) or not all(isinstance(m, str) for m in meshes):
+        field = _named(rec, "MESHES", "meshes", "context")
+        field += ".meshes" if field == "context" else ""
+        raise DataError(f"{at}: field {field!r}: expected a list of strings ({_got(meshes)})")
     year = _field(rec, "YEAR", "year")
+    if year is not None and (isinstance(year, bool) or not isinstance(year, str | int)):
+        field = _named(rec, "YEAR", "year")
+        raise DataError(f"{at}: field {field!r}: expected a year, string or integer ({_got(year)})")
     return ResearchTask(
         id=pmid,
         goal=question.strip(),
         context="\n\n".join(c.strip() for c in contexts),
         expected_decision=label.strip().lower(),
-        meshes=[str(m) for m in meshes],
+        meshes=meshes,
         year=str(year) if year is not None else None,
     )
 

@@ -184,3 +184,21 @@ def test_a_binary_data_or_test_ids_file_is_a_data_error_naming_it(
         assert f"{path}" in err and "not UTF-8 text" in err, err
         assert "Traceback" not in err and "UnicodeDecodeError" not in err, err
         assert _published(workdir) == before, name
+
+
+def test_a_field_of_the_wrong_type_names_file_record_and_field(
+    workdir: Path, pubmedqa_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ingest", "--data-file", str(pubmedqa_file)]) == 0
+    before = _published(workdir)
+    data = json.loads(pubmedqa_file.read_text())
+    pmid = list(data)[3]
+    data[pmid]["MESHES"] = 5
+    bad = workdir / "bad-meshes.json"
+    bad.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["ingest", "--data-file", str(bad)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{bad}: record {pmid}: field 'MESHES': expected a list of strings (got int 5)" in err
+    assert "Traceback" not in err and "TypeError" not in err
+    assert _published(workdir) == before

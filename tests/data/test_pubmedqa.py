@@ -78,11 +78,32 @@ def test_jsonl_and_parquet_in_hub_form(tmp_path: Path) -> None:
         ({"7": _ori("7", CONTEXTS=[])}, "record 7: field 'CONTEXTS'"),
         ({"7": _ori("7", "perhaps")}, "record 7: field 'final_decision': unknown label 'perhaps'"),
         ({"7": "not a record"}, "record 7: expected an object"),
+        # A field of the wrong type: a DataError naming it, never a TypeError.
+        ({"7": _ori("7", MESHES=5)}, "record 7: field 'MESHES': expected a list of strings"),
+        ({"7": _ori("7", MESHES=["a", 3])}, "record 7: field 'MESHES'"),
+        ({"7": _ori("7", YEAR={"y": 1})}, "record 7: field 'YEAR': expected a year"),
+        ({"7": _ori("7", QUESTION=5)}, r"record 7: field 'QUESTION': expected a string \(got int"),
+        ({"7": _ori("7", CONTEXTS=[1])}, "record 7: field 'CONTEXTS'"),
+        ({"7": _ori("7", final_decision=1)}, "record 7: field 'final_decision'"),
+        ([{**_ori("7"), "pubid": [7]}], r"field 'pubid' \(the PMID\): expected a string"),
+        (
+            [{"pubid": 8, "question": "Q?", "final_decision": "no", "context": {"meshes": 1}}],
+            "record 8: field 'context.contexts'",
+        ),
+        (
+            [
+                {
+                    "pubid": 8,
+                    "question": "Q?",
+                    "final_decision": "no",
+                    "context": {"contexts": ["c"], "meshes": 1},
+                }
+            ],
+            "record 8: field 'context.meshes'",
+        ),
     ],
 )
-def test_bad_records_name_record_and_field(
-    tmp_path: Path, records: dict[str, object], message: str
-) -> None:
+def test_bad_records_name_record_and_field(tmp_path: Path, records: object, message: str) -> None:
     path = _write_json(tmp_path, records)
     with pytest.raises(DataError, match=message) as err:
         to_tasks(read_file(path))
