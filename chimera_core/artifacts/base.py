@@ -19,6 +19,10 @@ from typing import Any
 from chimera_core.errors import ArtifactError
 
 MANIFEST = "manifest.json"
+# Bytes in one key part. File systems allow 255 per name, and the local store's in-flight
+# write is ``.<name>.<8 random>.part``: 15 more. S3 would take longer parts, but a key must
+# mean the same thing in both backends (a run moves from one to the other).
+MAX_KEY_PART_BYTES = 240
 
 
 def sha256_file(path: Path) -> str:
@@ -34,6 +38,13 @@ def normalize_key(key: str) -> str:
     norm = posixpath.normpath(key)
     if norm == "." or norm.startswith("../") or norm == ".." or "/../" in f"/{norm}/":
         raise ArtifactError(f"invalid artifact key {key!r}: escapes the store prefix")
+    for part in norm.split("/"):
+        if (size := len(part.encode())) > MAX_KEY_PART_BYTES:
+            shown = part if len(part) <= 40 else f"{part[:40]}..."
+            raise ArtifactError(
+                f"invalid artifact key {key!r}: its part {shown!r} is {size} bytes long, "
+                f"at most {MAX_KEY_PART_BYTES} (a file name's limit)"
+            )
     return norm
 
 

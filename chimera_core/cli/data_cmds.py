@@ -12,7 +12,7 @@ from chimera_core.artifacts import open_store
 from chimera_core.cli.common import ProfileOption, console
 from chimera_core.config import load_config
 from chimera_core.data.dataset import list_versions, load_task_dataset
-from chimera_core.stages import execute_stage, new_run_id, stage_fn
+from chimera_core.stages import execute_stage, new_run_id, safe_run_id, stage_fn
 
 
 def _counts_table(counts: dict[str, dict[str, int]], totals: dict[str, int]) -> Table:
@@ -55,6 +55,8 @@ def register(app: typer.Typer) -> None:
         run_id: Annotated[str | None, typer.Option(help="Run id (default: a new one).")] = None,
     ) -> None:
         """Load PubMedQA, validate, split, and publish a versioned task dataset."""
+        # Checked first: a run id refused after the stage ran would leave CURRENT.json moved.
+        run_id = safe_run_id(run_id) if run_id is not None else new_run_id("ingest")
         overrides: dict[str, Any] = {}
         if data_file is not None:
             overrides |= {"data.source": "file", "data.file": str(data_file)}
@@ -68,9 +70,7 @@ def register(app: typer.Typer) -> None:
                 overrides[key] = value
         config = load_config(profile, overrides=overrides)
         with console.status("reading and validating PubMedQA..."):
-            result = execute_stage(
-                stage_fn("ingest"), "ingest", config, run_id or new_run_id("ingest"), force=True
-            )
+            result = execute_stage(stage_fn("ingest"), "ingest", config, run_id, force=True)
         m = result.metrics
         console.print(_counts_table(m["counts"], m["label_totals"]))
         console.print(

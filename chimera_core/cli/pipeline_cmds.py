@@ -67,9 +67,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """ingest -> gather -> sft -> ppo -> bandit -> evaluate -> promote, resumable."""
+        run_id = safe_run_id(run_id) if run_id is not None else new_run_id("pipeline")
         config = load_config(profile)
         chosen = [s.strip() for s in stages.split(",")] if stages else config.orchestration.stages
-        _run(config, chosen, safe_run_id(run_id) if run_id else new_run_id("pipeline"))
+        _run(config, chosen, run_id)
 
     app.add_typer(group, name="pipeline")
 

@@ -43,7 +43,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Run one stage for a run id; a finished stage is reused unless --force."""
-        stage_fn(name)  # unknown names fail before anything else
+        stage_fn(name)  # unknown names and run ids fail before anything else
+        run_id = safe_run_id(run_id)
         if only is not None and name not in {s.strip() for s in only.split(",") if s.strip()}:
             console.print(f"stage [bold]{name}[/] not selected ({only}); skipped")
             raise typer.Exit(SKIP_EXIT_CODE)
@@ -55,7 +56,7 @@ def register(app: typer.Typer) -> None:
                 )
             overrides[f"stages.{name}.n_tasks"] = limit
         config = load_checked_config(profile, overrides=overrides)
-        result = execute_stage(stage_fn(name), name, config, safe_run_id(run_id), force=force)
+        result = execute_stage(stage_fn(name), name, config, run_id, force=force)
         payload = result.model_dump(mode="json")
         if xcom_file is not None:
             xcom_file.parent.mkdir(parents=True, exist_ok=True)

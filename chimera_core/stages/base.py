@@ -113,11 +113,20 @@ StageFn = Callable[[StageContext], StageResult]
 RESULT = "result.json"
 
 
+MAX_RUN_ID_CHARS = 128  # a key part and a version name (<stage>-<run id>) stay well in limits
+RUN_ID_CHARS = "letters, digits, '.', '_' and '-'"
+
+
 def safe_run_id(run_id: str) -> str:
-    """A run id usable in keys and paths (Airflow's contain ':' and '+')."""
+    """A run id usable in keys and paths: other characters (Airflow's ':' and '+') become '_'."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id.strip()).strip("._")
     if not safe:
-        raise ChimeraError(f"invalid run id {run_id!r}")
+        raise ChimeraError(f"--run-id {run_id!r}: not a usable run id (use {RUN_ID_CHARS})")
+    if len(safe) > MAX_RUN_ID_CHARS:
+        raise ChimeraError(
+            f"--run-id {run_id[:40]!r}...: {len(safe)} characters long, at most "
+            f"{MAX_RUN_ID_CHARS} ({RUN_ID_CHARS})"
+        )
     return safe
 
 

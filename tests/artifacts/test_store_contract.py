@@ -134,6 +134,19 @@ def test_keys_escaping_the_prefix_are_refused(
     assert not (tmp_path / "dest").exists()
 
 
+def test_a_key_part_longer_than_a_file_name_allows_is_refused_naming_the_key(
+    store: ArtifactStore,
+) -> None:
+    longest = "k" * 240
+    store.put_bytes(f"runs/{longest}/result.json", b"x")  # the limit itself is fine
+    assert store.get_bytes(f"runs/{longest}/result.json") == b"x"
+    for key in (f"runs/{'r' * 241}/result.json", f"runs/{'é' * 121}"):  # 242 bytes in UTF-8
+        with pytest.raises(ArtifactError, match="bytes long, at most 240") as err:
+            store.put_bytes(key, b"x")
+        assert repr(key) in str(err.value)
+    assert list(store.list()) == [f"runs/{longest}/result.json"]
+
+
 def test_keys_are_normalised(store: ArtifactStore) -> None:
     store.put_bytes("a/./b//c", b"x")
     assert store.exists("a/b/c")

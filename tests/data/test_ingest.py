@@ -202,3 +202,46 @@ def test_a_field_of_the_wrong_type_names_file_record_and_field(
     assert f"{bad}: record {pmid}: field 'MESHES': expected a list of strings (got int 5)" in err
     assert "Traceback" not in err and "TypeError" not in err
     assert _published(workdir) == before
+
+
+def test_an_overlong_run_id_is_refused_before_any_stage_runs(
+    workdir: Path,
+    pubmedqa_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["ingest", "--data-file", str(pubmedqa_file)]) == 0
+    before = _published(workdir)
+    runs = list(_store(workdir).list("runs"))
+    monkeypatch.setenv("CHIMERA_PUBMEDQA_FILE", str(pubmedqa_file))
+    long_id = "r" * 300
+    capsys.readouterr()
+    for argv in (
+        ["ingest", "--split", "stratified", "--run-id", long_id],
+        ["stage", "ingest", "--run-id", long_id],
+        ["pipeline", "run", "--stages", "ingest", "--run-id", long_id],
+        ["ingest", "--run-id", ":::"],
+    ):
+        assert main(argv) == 2, argv
+        err = " ".join(capsys.readouterr().err.split())
+        assert "--run-id" in err and "Traceback" not in err and "OSError" not in err, err
+        assert _published(workdir) == before, argv
+    assert list(_store(workdir).list("runs")) == runs
+    assert main(["ingest", "--run-id", "r" * 128]) == 0  # the limit itself is fine
+
+
+def test_the_store_refuses_a_key_part_too_long_before_the_stage_runs(workdir: Path) -> None:
+    from chimera_core.config import load_config
+    from chimera_core.errors import ArtifactError
+    from chimera_core.stages import StageContext, StageResult, execute_stage
+
+    ran: list[str] = []
+
+    def stage(ctx: StageContext) -> StageResult:
+        ran.append(ctx.run_id)
+        return StageResult(stage=ctx.stage, run_id=ctx.run_id)
+
+    config = load_config("local", environ={})
+    with pytest.raises(ArtifactError, match=r"invalid artifact key 'runs/r{300}/x/result.json'"):
+        execute_stage(stage, "x", config, "r" * 300, store=_store(workdir))
+    assert ran == []
