@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print(json.dumps(data, indent=2))
             return
-        console.print(f"[dim]# profile {config.profile}: {resolve_profile_path(config.profile)}")
+        # The file the profile argument names, as load_profile resolved it (a path stays a path).
+        console.print(f"[dim]# profile {config.profile}: {resolve_profile_path(profile)}")
         console.print(Syntax(yaml.safe_dump(data, sort_keys=False), "yaml"))
 
     @group.command("validate")

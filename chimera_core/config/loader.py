@@ -7,12 +7,12 @@ by pydantic-settings), ``CHIMERA_PUBMEDQA_FILE``, then explicit overrides (CLI f
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import yaml
-from pydantic import ValidationError, create_model
+from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
@@ -47,8 +47,13 @@ def config_dirs() -> list[Path]:
     return dirs
 
 
-def resolve_profile_path(profile: str) -> Path:
-    """A profile is a path to a YAML file or the name of one in the config dirs."""
+def resolve_profile_path(profile: str | None, environ: Mapping[str, str] | None = None) -> Path:
+    """A profile is a path to a YAML file or the name of one in the config dirs.
+
+    None is ``$CHIMERA_PROFILE`` or ``local``: every command resolves a profile the same way.
+    """
+    environ = os.environ if environ is None else environ
+    profile = profile or environ.get("CHIMERA_PROFILE") or DEFAULT_PROFILE
     as_path = Path(profile)
     if as_path.suffix in {".yaml", ".yml"}:
         if not as_path.is_file():
@@ -180,6 +185,49 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
     node[_existing_key(node, path[-1])] = value
 
 
+def _leaf_paths(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[list[str]]:
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            yield from _leaf_paths(value, (*prefix, key))
+        else:
+            yield [*prefix, key]
+
+
+def _seed_mapping_default(data: dict[str, Any], path: list[str]) -> None:
+    """Before an override sets a key inside a mapping field the profile leaves out (such as
+    ``rewards.weights.x``), copy the field's default in, so the key is added to it, not all."""
+    node: dict[str, Any] = data
+    model: type[BaseModel] = ChimeraConfig
+    default: BaseModel | None = None
+    for key in path[:-1]:
+        name = next((n for n in model.model_fields if n.lower() == key.lower()), None)
+        if name is None:
+            return  # unknown key: validation names it
+        field = model.model_fields[name]
+        present = _existing_key(node, name)
+        if default is not None:  # the section is absent: its value is the parent's default
+            value = getattr(default, name)
+        elif field.is_required():
+            value = None
+        else:
+            value = field.get_default(call_default_factory=True)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if present in node:
+                if not isinstance(node[present], dict):
+                    return
+                node, default = node[present], None
+            else:
+                # The override creates this section anyway; its defaults are ``value``'s.
+                node = node.setdefault(name, {})
+                default = value if isinstance(value, BaseModel) else None
+            model = annotation
+            continue
+        if annotation and get_origin(annotation) is dict and present not in node and value:
+            node[name] = TypeAdapter(annotation).dump_python(value)
+        return
+
+
 def _merge(data: dict[str, Any], updates: Mapping[str, Any]) -> None:
     """Deep-merge ``updates`` into ``data``, matching keys case-insensitively."""
     for key, value in updates.items():
@@ -204,6 +252,52 @@ def _format_errors(exc: ValidationError) -> list[str]:
     return problems
 
 
+def _env_origins(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Key path (lower case) -> the environment variable that set it."""
+    origins = {
+        tuple(part.lower() for part in var[len(ENV_PREFIX) :].split("__")): var
+        for var, raw in _override_vars(environ).items()
+        if raw
+    }
+    if environ.get("CHIMERA_PUBMEDQA_FILE"):
+        origins[("data", "file")] = origins[("data", "source")] = "CHIMERA_PUBMEDQA_FILE"
+    return origins
+
+
+def _blamed(
+    problems: list[str],
+    origins: dict[tuple[str, ...], str],
+    overridden: list[tuple[str, ...]],
+    path: Path,
+) -> ConfigError:
+    """The error for problems, each naming the environment variables behind its key.
+
+    A variable set ``a.b`` (or a section above it) is blamed for a problem at ``a.b``, unless
+    an explicit override set the key last; one setting a key under ``a`` is only mentioned.
+    """
+    lines, blamed, mentioned = [], 0, 0
+    for problem in problems:
+        loc = tuple(problem.split(": ", 1)[0].lower().split("."))
+        if any(loc[: len(o)] == o for o in overridden):
+            lines.append(problem)
+            continue
+        by = sorted(var for key, var in origins.items() if loc[: len(key)] == key)
+        under = sorted(
+            var for key, var in origins.items() if len(key) > len(loc) and key[: len(loc)] == loc
+        )
+        if by:
+            blamed += 1
+            problem += f" (set by {', '.join(by)})"
+        elif under:
+            mentioned += 1
+            problem += f" (the environment sets {', '.join(under)} in it)"
+        lines.append(problem)
+    if blamed == len(problems):
+        return ConfigError(lines, source="environment")
+    both = blamed or mentioned
+    return ConfigError(lines, source=f"{path} and the environment" if both else str(path))
+
+
 def load_config(
     profile: str | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -211,22 +305,27 @@ def load_config(
 ) -> ChimeraConfig:
     """Resolve a profile into a validated config; raise ``ConfigError`` listing every problem."""
     environ = os.environ if environ is None else environ
-    profile = profile or environ.get("CHIMERA_PROFILE") or DEFAULT_PROFILE
-    path = resolve_profile_path(profile)
+    path = resolve_profile_path(profile, environ)
     data = _read_yaml(path)
     data.setdefault("profile", path.stem)
-    _merge(data, env_overrides(environ))
+    from_env = env_overrides(environ)
+    for keys in _leaf_paths(from_env):
+        _seed_mapping_default(data, keys)
+    _merge(data, from_env)
     if pubmedqa_file := environ.get("CHIMERA_PUBMEDQA_FILE"):
         _set_path(data, ["data", "file"], pubmedqa_file)
         _set_path(data, ["data", "source"], "file")
     for dotted, value in (overrides or {}).items():
+        _seed_mapping_default(data, dotted.split("."))
         _set_path(data, dotted.split("."), value)
+    origins = _env_origins(environ)
+    overridden = [tuple(d.lower().split(".")) for d in overrides or {}]
     try:
         config = ChimeraConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc), source=str(path)) from None
+        raise _blamed(_format_errors(exc), origins, overridden, path) from None
     if problems := config.reference_problems():
-        raise ConfigError(problems, source=str(path))
+        raise _blamed(problems, origins, overridden, path)
     return config
 
 

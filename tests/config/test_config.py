@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from chimera_core.config import load_config, redacted_dump
+from chimera_core.config import load_config, redacted_dump, resolve_profile_path
 from chimera_core.errors import ConfigError
 
 
@@ -69,7 +70,8 @@ def test_every_problem_is_listed_with_its_key_path() -> None:
     problems = err.value.problems
     assert len(problems) == 3
     assert any(p.startswith("stages.gather.n_tasks:") and "-1" in p for p in problems)
-    assert "artifacts.backnd: unknown key" in problems
+    assert "artifacts.backnd: unknown key (set by CHIMERA_ARTIFACTS__BACKND)" in problems
+    assert err.value.source == "environment"  # every problem is the environment's
     assert any(p.startswith("tracking.wandb_mode:") and "'offline'" in p for p in problems)
 
 
@@ -173,3 +175,90 @@ def test_a_bad_env_value_names_the_variable_or_key_path() -> None:
     assert problem.startswith("models.junior.sampling.max_tokens:") and "'lots'" in problem
     with pytest.raises(ConfigError, match="stagess: unknown key"):
         load_config("local", environ={"CHIMERA_STAGESS__GATHER__N_TASKS": "2"})
+
+
+def test_a_bad_env_value_is_blamed_on_the_variable_not_the_profile_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chimera_core.cli.main import main
+
+    monkeypatch.setenv("CHIMERA_STAGES__GATHER__N_TASKS", "abc")
+    assert main(["config", "validate"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "invalid configuration (environment)" in err and "local.yaml" not in err
+    assert "stages.gather.n_tasks:" in err and "(set by CHIMERA_STAGES__GATHER__N_TASKS)" in err
+    # A problem of the file and one of the environment: each named as what it is.
+    profile = tmp_path / "p.yaml"
+    profile.write_text(Path(resolve_profile_path("local")).read_text() + "tools: {top_k: 99}\n")
+    assert main(["config", "validate", "--profile", str(profile)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"({profile} and the environment)" in err
+    assert "tools.top_k:" in err and "(got 99) - stages" in err  # the file's, not blamed
+    # An explicit override set last is not the variable's doing.
+    with pytest.raises(ConfigError) as exc:
+        load_config(
+            "local",
+            environ={"CHIMERA_STAGES__GATHER__N_TASKS": "2"},
+            overrides={"stages.gather.n_tasks": "x"},
+        )
+    assert "set by" not in str(exc.value) and exc.value.source != "environment"
+    # A section's own check fails on a key the environment set in it: named, not blamed alone.
+    with pytest.raises(ConfigError) as exc:
+        load_config("local", environ={"CHIMERA_REWARDS__WEIGHTS__LLM_JUDGE": "-5"})
+    (problem,) = exc.value.problems
+    assert problem.startswith("rewards: ")
+    assert problem.endswith("(the environment sets CHIMERA_REWARDS__WEIGHTS__LLM_JUDGE in it)")
+    assert exc.value.source.endswith("local.yaml and the environment")
+
+
+def test_config_show_and_validate_resolve_a_profile_path_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chimera_core.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "some").mkdir()
+    local = Path(resolve_profile_path("local")).read_text()
+    # No `profile:` key: the profile's name is the file's stem, which no config dir holds.
+    (tmp_path / "some" / "path.yaml").write_text(
+        "\n".join(line for line in local.splitlines() if not line.startswith("profile:"))
+    )
+    for argv in (["config", "validate"], ["config", "show"], ["config", "show", "--json"]):
+        assert main([*argv, "--profile", "some/path.yaml"]) == 0, argv
+    out = capsys.readouterr().out
+    assert "# profile path: some/path.yaml" in out
+    monkeypatch.setenv("CHIMERA_PROFILE", "some/path.yaml")
+    assert main(["config", "show"]) == 0
+    assert "# profile path: some/path.yaml" in capsys.readouterr().out
+    assert main(["config", "show", "--profile", "no/such.yaml"]) == 2
+    assert "profile file not found: no/such.yaml" in capsys.readouterr().err
+
+
+def test_an_env_key_in_a_mapping_merges_into_the_profile_and_default_mapping(
+    tmp_path: Path,
+) -> None:
+    base = load_config("local", environ={})
+    in_file = yaml.safe_load(resolve_profile_path("local").read_text())
+    assert "weights" not in in_file.get("rewards", {})  # the defaults' mapping, then
+    config = load_config("local", environ={"CHIMERA_REWARDS__WEIGHTS__HYPOTHESIS_GROUNDING": "0.1"})
+    assert config.rewards.weights == {**base.rewards.weights, "hypothesis_grounding": 0.1}
+    # A mapping the profile writes merges too; and an explicit dotted override alike.
+    nightly = load_config("nightly", environ={})
+    config = load_config(
+        "nightly",
+        environ={"CHIMERA_REWARDS__WEIGHTS__HYPOTHESIS_GROUNDING": "0.1"},
+        overrides={"rewards.judge_criteria.novelty": 0.5},
+    )
+    assert config.rewards.weights == {**nightly.rewards.weights, "hypothesis_grounding": 0.1}
+    assert config.rewards.judge_criteria == {**nightly.rewards.judge_criteria, "novelty": 0.5}
+    # A whole-mapping value still merges key by key, as a whole section's does.
+    config = load_config("local", environ={"CHIMERA_REWARDS__WEIGHTS": "{llm_judge: 0.1}"})
+    assert config.rewards.weights == {**base.rewards.weights, "llm_judge": 0.1}
+    # A section the profile leaves out: its mapping is the section's default, plus the key.
+    profile = tmp_path / "p.yaml"
+    profile.write_text(
+        "models:\n  m: {served_model: x}\nroles:\n  A: {tier: junior, model: m}\n"
+        "rewards: {judge_model: m}\n"
+    )
+    config = load_config(str(profile), environ={"CHIMERA_REWARDS__WEIGHTS__X": "0.1"})
+    assert config.rewards.weights == {**base.rewards.weights, "x": 0.1}
