@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import Any
 
@@ -169,6 +169,21 @@ def _builtin_modules() -> list[ModuleType]:
     return modules
 
 
+def _check_allowed(allow: set[str], installed: list[EntryPoint], modules_raw: str) -> None:
+    """Refuse allow-list names that match no plugin: a typo would drop a plugin unseen."""
+    known = {*BUILTIN_PLUGINS, *(p.strip() for p in modules_raw.split(",") if p.strip())}
+    listed = []
+    for ep in installed:
+        package = ep.dist.name if ep.dist else "unknown package"
+        known |= {ep.name, package}
+        listed.append(f"{ep.name} (package {package})")
+    if unknown := sorted(allow - known):
+        raise PluginError(
+            f"{ALLOW_ENV} names no installed plugin: {', '.join(unknown)} (installed external "
+            f"plugins: {', '.join(listed) or 'none'}; the built-ins always load)"
+        )
+
+
 def build_registry(environ: dict[str, str] | None = None) -> PluginRegistry:
     """Load built-ins and allowed entry-point plugins, then collect their registrations."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -180,7 +195,11 @@ def build_registry(environ: dict[str, str] | None = None) -> PluginRegistry:
         loaded.append((info, module))
 
     allow = allowed_external(environ)
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    installed = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    modules_raw = (environ if environ is not None else os.environ).get(MODULES_ENV, "")
+    if allow is not None:
+        _check_allowed(allow, installed, modules_raw)
+    for ep in installed:
         package = ep.dist.name if ep.dist else "unknown package"
         if allow is not None and ep.name not in allow and package not in allow:
             continue
@@ -196,8 +215,7 @@ def build_registry(environ: dict[str, str] | None = None) -> PluginRegistry:
         pm.register(plugin, name=ep.name)
         loaded.append((PluginInfo(ep.name, package, builtin=False), plugin))
 
-    raw = (environ if environ is not None else os.environ).get(MODULES_ENV, "")
-    for mod_name in [part.strip() for part in raw.split(",") if part.strip()]:
+    for mod_name in [part.strip() for part in modules_raw.split(",") if part.strip()]:
         try:
             module = importlib.import_module(mod_name)
         except Exception as exc:

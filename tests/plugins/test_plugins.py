@@ -151,12 +151,17 @@ def test_allow_list_limits_external_plugins(example_site: Path) -> None:
         ("", False),
         ("example", True),
         ("chimera-example-plugin", True),
-        ("other", False),
     ):
         proc = _chimera(example_site, "plugins", "list", "--json", CHIMERA_PLUGINS=allow)
         assert proc.returncode == 0, proc.stderr
         names = {r["plugin"] for r in json.loads(proc.stdout)}
         assert ("example" in names) is expected, allow
+    # A name matching no installed plugin is a typo to report, not a plugin to drop unseen.
+    proc = _chimera(example_site, "plugins", "list", CHIMERA_PLUGINS="example,other")
+    assert proc.returncode == 2
+    err = " ".join(proc.stderr.split())
+    assert "CHIMERA_PLUGINS names no installed plugin: other" in err
+    assert "example (package chimera-example-plugin)" in err and "Traceback" not in err
 
 
 def test_import_failure_names_plugin_and_package(tmp_path: Path) -> None:
@@ -218,3 +223,24 @@ def test_a_plugin_module_that_cannot_import_names_the_module_and_the_variable() 
         PluginError, match=r"plugin module 'no_such_mod' \(CHIMERA_PLUGIN_MODULES\)"
     ):
         build_registry(environ={"CHIMERA_PLUGIN_MODULES": "no_such_mod"})
+
+
+def test_an_unknown_allow_list_name_is_a_plugin_error_listing_the_installed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chimera_core.cli.main import main
+    from chimera_core.plugins.manager import get_registry
+
+    with pytest.raises(PluginError, match="CHIMERA_PLUGINS names no installed plugin: typo"):
+        build_registry(environ={"CHIMERA_PLUGINS": "typo"})
+    # Built-ins and CHIMERA_PLUGIN_MODULES names are known names too.
+    build_registry(environ={"CHIMERA_PLUGINS": "chimera_plugins.tools"})
+    monkeypatch.setenv("CHIMERA_PLUGINS", "no-such-plugin")
+    get_registry.cache_clear()
+    try:
+        assert main(["config", "validate"]) == 2
+    finally:
+        get_registry.cache_clear()
+    err = " ".join(capsys.readouterr().err.split())
+    assert "CHIMERA_PLUGINS names no installed plugin: no-such-plugin" in err
+    assert "installed external plugins:" in err and "ok profile" not in err
