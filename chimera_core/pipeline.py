@@ -13,13 +13,35 @@ from pydantic import BaseModel
 from chimera_core.artifacts import open_store
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.errors import ChimeraError
-from chimera_core.model_registry import ModelRegistry
+from chimera_core.model_registry import BASE, ModelRegistry
 from chimera_core.plugins import check_config
-from chimera_core.serving.model_sets import ModelServing
+from chimera_core.plugins.config_check import TRAINING_STAGES
+from chimera_core.serving.model_sets import POLICY_ALIAS, ModelServing
 from chimera_core.stages import StageResult, execute_stage, stage_fn
 
 # Stages that train on the GPU: a CUDA vLLM server holding its share of GPU memory is stopped first.
 GPU_TRAINING = frozenset({"sft", "ppo"})
+
+
+def check_model_set(
+    config: ChimeraConfig, registry: ModelRegistry, run_id: str, stages: Sequence[str]
+) -> None:
+    """Refuse a ``stages.evaluate.model_set`` evaluate could not resolve, before any stage runs.
+
+    A version id must be registered already, or be one a training stage of this run registers.
+    """
+    name = config.stages.evaluate.model_set
+    if name in ("candidate", "champion", BASE):
+        return
+    aliases = [*config.models, POLICY_ALIAS]
+    registered = sorted({v for alias in aliases for v in registry.versions(alias)})
+    this_run = [f"{stage}-{run_id}" for stage in stages if stage in TRAINING_STAGES]
+    if name not in registered and name not in this_run:
+        shown = ", ".join(registered[-5:]) or "none yet"
+        raise ChimeraError(
+            f"stages.evaluate.model_set (--model-set): unknown model set {name!r}; expected "
+            f"candidate, champion, base or a registered version id (latest registered: {shown})"
+        )
 
 
 class PipelineResult(BaseModel):
@@ -48,6 +70,8 @@ def run_pipeline(
     results: list[StageResult] = []
     start = time.perf_counter()
     store = open_store(config.artifacts)
+    if "evaluate" in stages:  # a bad set found by evaluate would come after ingest moved CURRENT
+        check_model_set(config, ModelRegistry.for_config(config, store), run_id, stages)
     # One model server for the whole run: started by the first stage that needs it, a trained
     # adapter is loaded into it by name, and evaluate finds every set's adapters there.
     serving = ModelServing(config, ModelRegistry.for_config(config, store), run_id=run_id)
