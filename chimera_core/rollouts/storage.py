@@ -46,14 +46,28 @@ def load_records(store: ArtifactStore, prefix: str) -> list[RolloutRecord]:
     return [r for r in (load_record(store, k) for k in keys) if r is not None]
 
 
-def load_spans(store: ArtifactStore, prefix: str, task_id: str) -> list[dict[str, Any]]:
-    """The saved spans of one task's rollout (empty if none were saved or they are unreadable)."""
+def read_spans(store: ArtifactStore, prefix: str, task_id: str) -> list[dict[str, Any]] | None:
+    """A task's saved spans, or None when the file is missing or unreadable.
+
+    Unreadable means not JSON or JSON of the wrong shape (spans are a list of objects); it is
+    treated like a missing file, with a warning naming it, as an unreadable record is.
+    """
     key = spans_key(prefix, task_id)
     try:
-        spans: list[dict[str, Any]] = store.get_json(key)
+        spans = store.get_json(key)
     except ArtifactNotFound:
-        return []
+        return None
     except ArtifactError as exc:
-        log.warning("unreadable spans %s (%s); no spans used", store.uri(key), exc)
-        return []
+        log.warning("unreadable spans %s (%s); treated as absent", store.uri(key), exc)
+        return None
+    if not isinstance(spans, list) or not all(isinstance(s, dict) for s in spans):
+        log.warning(
+            "unreadable spans %s (not a list of span objects); treated as absent", store.uri(key)
+        )
+        return None
     return spans
+
+
+def load_spans(store: ArtifactStore, prefix: str, task_id: str) -> list[dict[str, Any]]:
+    """The saved spans of one task's rollout (empty if none were saved or they are unreadable)."""
+    return read_spans(store, prefix, task_id) or []

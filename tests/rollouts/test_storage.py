@@ -13,6 +13,7 @@ from chimera_core.rollouts.storage import (
     load_record,
     load_records,
     load_spans,
+    read_spans,
     record_key,
     spans_key,
 )
@@ -146,3 +147,38 @@ def test_load_records_skips_a_corrupt_record_and_keeps_the_rest(
 def test_corrupt_spans_read_as_no_spans(store: LocalArtifactStore) -> None:
     store.put_bytes(spans_key(PREFIX, "1"), b"[{")
     assert load_spans(store, PREFIX, "1") == []
+
+
+WRONG_SHAPE_SPANS = {
+    "an object": {"name": "Geneticist"},
+    "a list of strings": ["Geneticist"],
+    "a number": 3,
+}
+
+
+@pytest.mark.parametrize("value", WRONG_SHAPE_SPANS.values(), ids=list(WRONG_SHAPE_SPANS))
+def test_spans_of_the_wrong_shape_count_as_absent_with_a_warning_naming_the_file(
+    store: LocalArtifactStore, value: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.put_json(spans_key(PREFIX, "1"), value)
+    assert read_spans(store, PREFIX, "1") is None
+    assert load_spans(store, PREFIX, "1") == []
+    assert f"{PREFIX}/spans/1.json" in caplog.text and "treated as absent" in caplog.text
+
+
+@pytest.mark.parametrize("value", [[1, 2], "a string", {"task_id": 7}], ids=str)
+def test_a_record_of_the_wrong_shape_counts_as_absent_with_a_warning(
+    store: LocalArtifactStore, value: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = record_key(PREFIX, "2")
+    store.put_json(key, value)
+    assert load_record(store, key) is None
+    assert f"{PREFIX}/records/2.json" in caplog.text and "treated as absent" in caplog.text
+
+
+def test_missing_spans_read_as_none_so_a_trainer_can_tell_them_from_empty(
+    store: LocalArtifactStore,
+) -> None:
+    assert read_spans(store, PREFIX, "1") is None
+    store.put_json(spans_key(PREFIX, "1"), [])
+    assert read_spans(store, PREFIX, "1") == []
