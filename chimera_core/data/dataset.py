@@ -68,12 +68,23 @@ def publish_task_dataset(
         label_totals=dict(sorted(Counter(t.expected_decision for t in tasks).items())),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    if not store.is_published(prefix):
+    # A published version whose tasks file no longer matches its checksum (a partial copy, a
+    # hand edit) is published again: ingesting the same content is how it is repaired.
+    if not store.is_published(prefix) or not _intact(store, prefix, sha):
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / TASKS_FILE).write_bytes(payload)
             store.put_dir(prefix, Path(tmp), metadata=manifest.model_dump())
     store.put_json(join_key(DATASET_PREFIX, CURRENT), {"version": version})
     return manifest
+
+
+def _intact(store: ArtifactStore, prefix: str, sha: str) -> bool:
+    """Whether a published version's tasks file is there and matches its checksum."""
+    try:
+        payload = store.get_bytes(join_key(prefix, TASKS_FILE))
+    except ArtifactNotFound:
+        return False
+    return hashlib.sha256(payload).hexdigest() == sha
 
 
 def current_version(store: ArtifactStore) -> str:
@@ -97,9 +108,13 @@ def load_task_dataset(
             f"unknown dataset version {version!r} in {store.uri(DATASET_PREFIX)}"
         ) from None
     manifest = DatasetManifest.model_validate(raw_manifest["metadata"])
+    if not _intact(store, prefix, manifest.sha256):
+        raise DataError(
+            f"{store.uri(join_key(prefix, TASKS_FILE))}: missing or fails its checksum (dataset "
+            f"version {version!r} is damaged); run `chimera ingest` with the same source and "
+            "split to publish it again"
+        )
     payload = store.get_bytes(join_key(prefix, TASKS_FILE))
-    if hashlib.sha256(payload).hexdigest() != manifest.sha256:
-        raise DataError(f"{store.uri(join_key(prefix, TASKS_FILE))}: checksum mismatch")
     tasks = [ResearchTask.model_validate_json(line) for line in payload.splitlines() if line]
     return manifest, tasks
 

@@ -245,3 +245,25 @@ def test_the_store_refuses_a_key_part_too_long_before_the_stage_runs(workdir: Pa
     with pytest.raises(ArtifactError, match=r"invalid artifact key 'runs/r{300}/x/result.json'"):
         execute_stage(stage, "x", config, "r" * 300, store=_store(workdir))
     assert ran == []
+
+
+def test_a_damaged_version_names_the_fix_and_ingesting_the_same_content_repairs_it(
+    workdir: Path, pubmedqa_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["ingest", "--data-file", str(pubmedqa_file), "--split", "seed"]
+    assert main(args) == 0
+    store = _store(workdir)
+    version = current_version(store)
+    tasks_key = f"{DATASET_PREFIX}/{version}/tasks.jsonl"
+    good = store.get_bytes(tasks_key)
+    store.put_bytes(tasks_key, good[: len(good) // 2])  # a partial copy
+    capsys.readouterr()
+    assert main(["data", "show", "-n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "tasks.jsonl" in err and "checksum" in err and "chimera ingest" in err
+    assert "Traceback" not in err
+    assert store.get_bytes(tasks_key) == good[: len(good) // 2]  # the failing read changed nothing
+    assert main(args) == 0  # same content: the damaged version is published again
+    assert store.get_bytes(tasks_key) == good
+    assert current_version(store) == version
+    assert main(["data", "show", "-n", "1"]) == 0
