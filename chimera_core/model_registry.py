@@ -76,12 +76,23 @@ class ModelRegistry:
         config: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
         task_ids: list[str] | None = None,
+        new_revision: bool = False,
     ) -> ModelVersion:
-        """Upload a directory as version ``<stage>-<run_id>`` (idempotent for a run)."""
+        """Upload a directory as version ``<stage>-<run_id>`` (idempotent for a run).
+
+        With ``new_revision`` (a forced rerun) an existing version is kept, as versions are
+        immutable, and the directory becomes ``<stage>-<run_id>-2`` (``-3``, ...) instead.
+        """
         version = f"{stage}-{run_id}"
         prefix = self._prefix(alias, version)
         if self.store.is_published(prefix):
-            return self.get(alias, version)
+            if not new_revision:
+                return self.get(alias, version)
+            n = 2
+            while self.store.is_published(self._prefix(alias, f"{version}-{n}")):
+                n += 1
+            version = f"{version}-{n}"
+            prefix = self._prefix(alias, version)
         record = ModelVersion(
             alias=alias,
             version=version,
@@ -200,10 +211,14 @@ class ModelRegistry:
         if name.startswith("run:"):
             run_id = name.removeprefix("run:")
             trained = {
-                alias: mine[-1]
+                alias: max(mine, key=lambda r: (r.created_at, len(r.version), r.version)).version
                 for alias in aliases
                 if (
-                    mine := [v for v in self.versions(alias) if self.get(alias, v).run_id == run_id]
+                    mine := [
+                        r
+                        for v in self.versions(alias)
+                        if (r := self.get(alias, v)).run_id == run_id
+                    ]
                 )
             }
             if not trained:

@@ -47,7 +47,8 @@ class StageResult(BaseModel):
 class StageContext:
     """Everything a stage needs: config, run id, artifact store, plugins, a logger.
 
-    ``plugins`` is the plugin registry; ``models`` the model registry (versions of each alias).
+    ``plugins`` is the plugin registry; ``models`` the model registry (versions of each alias);
+    ``force`` says the stage reruns over a finished result (--force).
     """
 
     config: ChimeraConfig
@@ -57,6 +58,7 @@ class StageContext:
     plugins: PluginRegistry
     params: dict[str, Any] = field(default_factory=dict)
     serving: ModelServing | None = None
+    force: bool = False
     log: ContextLogger = field(init=False)
 
     def __post_init__(self) -> None:
@@ -153,7 +155,7 @@ def execute_stage(
     """
     store = store or open_store(config.artifacts)
     plugins = get_registry()
-    ctx = StageContext(config, run_id, name, store, plugins, params or {}, serving)
+    ctx = StageContext(config, run_id, name, store, plugins, params or {}, serving, force)
     result_key = ctx.key(RESULT)
     if not force and store.exists(result_key):
         ctx.log.info("already finished; reusing %s", store.uri(result_key))

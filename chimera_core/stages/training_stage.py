@@ -185,6 +185,8 @@ def run_training_stage(ctx: StageContext, alias: str, *, llm: bool) -> StageResu
             config=result.config,
             metrics=metrics,
             task_ids=trained_task_ids(data),
+            # --force retrains: keep what it trained (as <stage>-<run id>-N), not the old version
+            new_revision=ctx.force,
         )
     if llm and ctx.serving is not None:  # a pipeline's server: serve the new adapter at once
         ctx.serving.offer(alias, version.version)

@@ -176,3 +176,24 @@ def test_the_board_stage_skips_when_no_board_role_is_trainable(
 def test_an_untrained_role_on_a_trained_alias_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"roles\.SafetyOfficer\.model: 'pi' is the alias"):
         load_config("local", environ={}, overrides={"roles.SafetyOfficer.model": "pi"})
+
+
+def test_a_forced_rerun_registers_what_it_trained_as_a_new_version_and_names_it(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    algorithm = RecordingAlgorithm()
+    first = sft.run(_ctx(tmp_path, tiny_llama_dir, "r1", algorithm))
+    assert first.outputs["version"] == "sft-r1"
+    ctx = _ctx(tmp_path, tiny_llama_dir, "r1", algorithm)
+    old = (ctx.models.fetch("junior", "sft-r1") / "adapter_model.safetensors").read_bytes()
+    ctx.force = True
+    forced = sft.run(ctx)
+    # The earlier version is immutable (it may be served or champion): the new one sits beside.
+    assert forced.outputs["version"] == "sft-r1-2"
+    assert forced.outputs["model"] == ctx.models.get("junior", "sft-r1-2").uri
+    new = (ctx.models.fetch("junior", "sft-r1-2") / "adapter_model.safetensors").read_bytes()
+    assert new != old
+    assert (ctx.models.fetch("junior", "sft-r1") / "adapter_model.safetensors").read_bytes() == old
+    assert ctx.models.model_set("run:r1", ["junior"]) == {"junior": "sft-r1-2"}
+    ctx.force = False  # a plain rerun (a crash before the result was written) stays idempotent
+    assert sft.run(ctx).outputs["version"] == "sft-r1"
