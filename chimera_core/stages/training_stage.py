@@ -13,9 +13,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from chimera_core.data.output_parsing import OutputError, parse_output
+from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.data.tasks import ResearchTask
 from chimera_core.data.training_data import TrainingData
-from chimera_core.errors import ChimeraError, FaultError
+from chimera_core.errors import ChimeraError, DataError, FaultError
 from chimera_core.lab.graph import role_spec
 from chimera_core.model_registry import BASE
 from chimera_core.plugins import (
@@ -26,7 +27,7 @@ from chimera_core.plugins import (
     TrainRequest,
 )
 from chimera_core.plugins.config_check import algorithm_options
-from chimera_core.rollouts.storage import load_records, load_spans
+from chimera_core.rollouts.storage import load_records, load_spans, read_spans, spans_key
 from chimera_core.stages.base import StageContext, StageResult
 from chimera_core.training.checkpoint import is_adapter_dir
 
@@ -40,9 +41,42 @@ def adapt_rollouts(ctx: StageContext, prefix: str) -> TrainingData:
     return ctx.plugins.adapter(ctx.config.stages.trace_adapter).adapt(traced, ctx.config)
 
 
-def gathered_training_data(ctx: StageContext) -> TrainingData:
-    """This run's gathered rollouts as training data."""
-    return adapt_rollouts(ctx, ctx.result_of("gather").outputs["rollouts_key"])
+def _has_choice(record: RolloutRecord) -> bool:
+    """Whether a record logged a supervisor choice the bandit can learn from."""
+    sup = record.supervisor
+    return bool(sup.hypotheses) and sup.chosen is not None and bool(sup.propensity)
+
+
+def gathered_training_data(ctx: StageContext, *, llm: bool) -> TrainingData:
+    """This run's gathered rollouts as training data; rollouts it cannot use are a DataError.
+
+    An LLM stage learns from the spans, so a usable rollout without a readable spans file stops
+    it (training on the rest, or reporting "nothing passed", would hide the loss). The bandit
+    learns from the records' supervisor choices: it stops only if the adapter dropped a choice
+    for want of spans.
+    """
+    prefix = ctx.result_of("gather").outputs["rollouts_key"]
+    records = load_records(ctx.store, prefix)
+    spans = {r.task_id: read_spans(ctx.store, prefix, r.task_id) for r in records}
+    traced = [TracedRollout(record=r, spans=spans[r.task_id] or []) for r in records]
+    data = ctx.plugins.adapter(ctx.config.stages.trace_adapter).adapt(traced, ctx.config)
+    usable = [r for r in records if r.status == "succeeded" and r.reward is not None]
+    missing = [r for r in usable if spans[r.task_id] is None]
+    if not llm:
+        kept = {x.task_id for x in data.bandit}
+        missing = [r for r in missing if _has_choice(r) and r.task_id not in kept]
+    if missing:
+        files = ", ".join(
+            f"task {r.task_id} ({ctx.store.uri(spans_key(prefix, r.task_id))})" for r in missing[:3]
+        )
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DataError(
+            f"stage {ctx.stage!r}: {len(missing)} gathered rollout(s) of run {ctx.run_id!r} have "
+            f"no readable spans file: {files}{more}. Restore the spans, or delete those records "
+            f"and run `chimera stage gather --run-id {ctx.run_id} --force` to run the tasks "
+            f"again; then rerun `chimera stage {ctx.stage} --run-id {ctx.run_id}`"
+        )
+    return data
 
 
 def trained_task_ids(data: TrainingData) -> list[str]:
@@ -87,7 +121,7 @@ def online_lab(
     """An ``OnlineLab`` factory: the other aliases served, the trained one left to the algorithm."""
     from chimera_core.rollouts.agent import MedicalResearchAgent
     from chimera_core.rollouts.agl_env import prepare_agl_environment
-    from chimera_core.rollouts.storage import record_key, spans_key
+    from chimera_core.rollouts.storage import record_key
     from chimera_core.serving.model_sets import serve_model_set
 
     @contextmanager
@@ -129,7 +163,7 @@ def run_training_stage(ctx: StageContext, alias: str, *, llm: bool) -> StageResu
     options = algorithm_options(ctx.config, ctx.stage, ctx.plugins)
     tasks = ctx.tasks()
     by_id = {t.id: t for t in tasks}
-    data = gathered_training_data(ctx)
+    data = gathered_training_data(ctx, llm=llm)
     registry = ctx.models
     parent = registry.champion(alias)
     base_dir: Path | None = None

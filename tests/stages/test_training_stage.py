@@ -9,13 +9,16 @@ from typing import Any, ClassVar
 import pytest
 
 from chimera_core.artifacts import LocalArtifactStore
+from chimera_core.cli.main import main
 from chimera_core.config import load_config
 from chimera_core.data.dataset import publish_task_dataset
+from chimera_core.data.rollouts import RolloutRecord, SupervisorLog
 from chimera_core.data.tasks import ResearchTask
-from chimera_core.errors import ChimeraError, ConfigError
+from chimera_core.errors import ChimeraError, ConfigError, DataError
 from chimera_core.model_registry import BASE
 from chimera_core.plugins import (
     AlgorithmOptions,
+    BanditSample,
     SFTExample,
     TracedRollout,
     TrainingData,
@@ -25,7 +28,9 @@ from chimera_core.plugins import (
     check_config,
 )
 from chimera_core.plugins.manager import PluginInfo
-from chimera_core.stages import board, sft
+from chimera_core.rollouts.storage import load_records, record_key, spans_key
+from chimera_core.serving.model_sets import POLICY_ALIAS
+from chimera_core.stages import bandit, board, sft
 from chimera_core.stages.base import StageContext, StageResult
 from tests.tiny_llama import profile_aliases, random_adapter
 
@@ -197,3 +202,112 @@ def test_a_forced_rerun_registers_what_it_trained_as_a_new_version_and_names_it(
     assert ctx.models.model_set("run:r1", ["junior"]) == {"junior": "sft-r1-2"}
     ctx.force = False  # a plain rerun (a crash before the result was written) stays idempotent
     assert sft.run(ctx).outputs["version"] == "sft-r1"
+
+
+# A gathered rollout whose spans file is gone (a partial copy of the store, a cleanup).
+PREFIX = "runs/r1/gather/rollouts"
+
+
+def _gathered(ctx: StageContext, task_ids: list[str], spans: bool) -> None:
+    """Succeeded records with a supervisor choice under the run's gather prefix."""
+    for task_id in task_ids:
+        record = RolloutRecord(
+            rollout_id=f"ro-{task_id}",
+            run_id=ctx.run_id,
+            stage="gather",
+            task_id=task_id,
+            status="succeeded",
+            reward=1.0,
+            expected_decision="yes",
+            supervisor=SupervisorLog(hypotheses=["a", "b"], chosen=1, propensity=0.5),
+            state={"research_goal": "Does X help?"},
+        )
+        ctx.store.put_json(record_key(PREFIX, task_id), record.model_dump(mode="json"))
+        if spans:
+            ctx.store.put_json(spans_key(PREFIX, task_id), [])
+    gather = StageResult(stage="gather", run_id=ctx.run_id, outputs={"rollouts_key": PREFIX})
+    ctx.store.put_json(f"runs/{ctx.run_id}/gather/result.json", gather.model_dump(mode="json"))
+
+
+def test_an_llm_stage_whose_rollouts_lack_spans_says_so_and_trains_once_they_are_back(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    algorithm = RecordingAlgorithm()
+    ctx = _ctx(tmp_path, tiny_llama_dir, "r1", algorithm)
+    _gathered(ctx, ["t0"], spans=True)
+    _gathered(ctx, ["t1"], spans=False)
+    with pytest.raises(DataError) as err:
+        sft.run(ctx)
+    message = str(err.value)
+    assert "task t1" in message and f"{PREFIX}/spans/t1.json" in message and "t0" not in message
+    assert "chimera stage gather --run-id r1 --force" in message
+    assert algorithm.requests == [] and ctx.models.versions("junior") == []
+    ctx.store.put_json(spans_key(PREFIX, "t1"), [])  # the spans are back: the rerun trains
+    assert sft.run(ctx).outputs["version"] == "sft-r1"
+
+
+class RecordsAdapter:
+    """Bandit samples from the records alone, as the supervisor's choices live there."""
+
+    name = "records"
+
+    def adapt(self, rollouts: list[TracedRollout], config: Any) -> TrainingData:
+        samples = [
+            BanditSample(
+                task_id=r.record.task_id,
+                goal="g",
+                hypotheses=r.record.supervisor.hypotheses,
+                chosen=r.record.supervisor.chosen or 0,
+                propensity=r.record.supervisor.propensity or 1.0,
+                reward=r.record.reward or 0.0,
+            )
+            for r in rollouts
+        ]
+        return TrainingData(bandit=samples, n_rollouts=len(rollouts))
+
+
+def test_the_bandit_trains_from_the_records_when_spans_are_missing(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    algorithm = RecordingAlgorithm(save=False)
+    extra = {"stages.trace_adapter": "records"}
+    ctx = _ctx(tmp_path, tiny_llama_dir, "r1", algorithm, stage="bandit", extra=extra)
+    ctx.plugins.add("adapter", RecordsAdapter(), TEST_PLUGIN)
+    _gathered(ctx, ["t0", "t1"], spans=False)
+    result = bandit.run(ctx)
+    assert result.outputs["version"] == "bandit-r1"
+    assert {x.task_id for x in algorithm.requests[-1].data.bandit} == {"t0", "t1"}
+
+
+def test_the_bandit_stops_when_the_adapter_drops_choices_for_want_of_spans(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    # The built-in adapter reads the supervisor's choices only from rollouts with spans
+    # (chimera_plugins/adapters/hierarchical.py): a choice it drops must not pass unnoticed.
+    algorithm = RecordingAlgorithm(save=False)
+    extra = {"stages.trace_adapter": "hierarchical"}
+    ctx = _ctx(tmp_path, tiny_llama_dir, "r1", algorithm, stage="bandit", extra=extra)
+    _gathered(ctx, ["t0"], spans=False)
+    records = [TracedRollout(record=r, spans=[]) for r in load_records(ctx.store, PREFIX)]
+    if ctx.plugins.adapter("hierarchical").adapt(records, ctx.config).bandit:
+        # The adapter reads the choices from the records: the bandit trains on them.
+        assert bandit.run(ctx).outputs["version"] == "bandit-r1"
+        return
+    with pytest.raises(DataError) as err:
+        bandit.run(ctx)
+    assert "task t0" in str(err.value) and f"{PREFIX}/spans/t0.json" in str(err.value)
+    assert algorithm.requests == [] and ctx.models.versions(POLICY_ALIAS) == []
+
+
+def test_the_cli_exits_2_naming_the_missing_spans_and_stores_no_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = LocalArtifactStore(tmp_path / ".chimera" / "artifacts")
+    publish_task_dataset(store, TASKS, "test tasks", "seed")
+    ctx = StageContext(load_config("local", environ={}), "r1", "sft", store, build_registry())
+    _gathered(ctx, ["t0"], spans=False)
+    assert main(["stage", "sft", "--run-id", "r1"]) == 2
+    err = capsys.readouterr().err
+    assert "task t0" in err and "spans/t0.json" in err and "Traceback" not in err
+    assert not store.exists("runs/r1/sft/result.json") and list(store.list("models")) == []
