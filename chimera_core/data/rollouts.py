@@ -43,6 +43,13 @@ class RolloutRecord(BaseModel):
         default_factory=dict, description="component.criterion -> score (judge criteria, checks)."
     )
     reward_notes: dict[str, str] = Field(default_factory=dict, description="Why a scorer failed.")
+    reward_failed: list[str] = Field(
+        default_factory=list,
+        description="Rewards that failed: a raising one is left out of the mean, a penalty counts.",
+    )
+    tool_failures: dict[str, int] = Field(
+        default_factory=dict, description="Tool -> how many of its calls failed in this rollout."
+    )
     expected_decision: str
     final_decision: str | None = None
     final_answer: str | None = None

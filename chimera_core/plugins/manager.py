@@ -108,6 +108,13 @@ class PluginRegistry:
             known = ", ".join(self.names(kind)) or "none"
             raise PluginError(f"unknown {kind} {name!r} (known: {known})") from None
 
+    def origin(self, kind: Kind, name: str) -> str:
+        """Where a registered object comes from, for messages: "plugin 'x' (package y)"."""
+        entry = self._items[kind].get(name)
+        if entry is None:
+            return "no registered plugin"
+        return f"plugin {entry.plugin.name!r} (package {entry.plugin.package})"
+
     def tool(self, name: str) -> Tool:
         """A registered tool by name."""
         tool: Tool = self.get("tool", name)

@@ -235,6 +235,7 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
                 record.reward_components = reward.components
                 record.reward_breakdown = reward.breakdown
                 record.reward_notes = reward.notes
+                record.reward_failed = reward.failed
             except Exception as exc:  # e.g. an unknown reward plugin name: recorded, not fatal
                 record.status = "failed"
                 record.error = f"reward: {type(exc).__name__}: {exc}"
@@ -276,8 +277,19 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
                 propensity=state.get("supervisor_probability"),
                 policy=str(state.get("supervisor_policy", "llm")),
             ),
+            tool_failures=_tool_failures(state),
             state=_jsonable(state),
         )
+
+
+def _tool_failures(state: dict[str, Any]) -> dict[str, int]:
+    """Tool -> failed calls, from the state's tool errors (the gather sums them per tool)."""
+    counts: dict[str, int] = {}
+    for err in state.get("errors") or []:
+        if err.get("kind") == "tool":
+            name = str(err.get("name") or "unknown")
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _response_format(json_schema: dict[str, Any] | None) -> dict[str, Any]:

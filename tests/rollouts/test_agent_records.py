@@ -273,9 +273,19 @@ def test_a_reward_plugin_that_raises_does_not_kill_the_rollout(
 
     reward, record = _rollout(lab, _routes(fake.url))
     assert record.status == "succeeded" and record.error is None
-    assert record.reward_components == {"decision_alignment": 1.0, "boom": 0.0}
-    assert reward == record.reward == pytest.approx(0.75)
-    assert record.reward_notes == {"boom": "RuntimeError: reward plugin bug"}
+    # The crashed reward is flagged, named with its plugin, and left out of the mean.
+    assert record.reward_components == {"decision_alignment": 1.0}
+    assert reward == record.reward == pytest.approx(1.0)
+    assert record.reward_failed == ["boom"]
+    assert record.reward_notes == {
+        "boom": "RuntimeError: reward plugin bug [plugin 'boom' (package tests)]"
+    }
+
+    config.rewards.weights = {"boom": 1.0}  # nothing scored: the rollout fails, naming why
+    reward, record = _rollout(lab, _routes(fake.url))
+    assert reward is None and record.status == "failed" and record.error is not None
+    assert "no reward with a positive weight scored" in record.error
+    assert "boom: RuntimeError: reward plugin bug [plugin 'boom'" in record.error
 
 
 def test_an_unknown_reward_fails_the_record_but_keeps_the_lab_outcome(
