@@ -115,9 +115,12 @@ class Turn:
         self.messages.append(reply)
         return reply
 
-    def error(self, kind: str, message: str, raw: str = "") -> None:
-        """Record a recoverable problem (it lands in the state's ``errors``)."""
-        self.errors.append({"role": self.role, "kind": kind, "message": message, "raw": raw})
+    def error(self, kind: str, message: str, raw: str = "", name: str = "") -> None:
+        """Record a recoverable problem (it lands in the state's ``errors``); ``name``: the tool."""
+        entry = {"role": self.role, "kind": kind, "message": message, "raw": raw}
+        if name:
+            entry["name"] = name
+        self.errors.append(entry)
 
     def ask(
         self,
@@ -215,7 +218,7 @@ def _open_visit(
         )
         for r in results:
             if r.failed:
-                turn.error("tool", r.text)
+                turn.error("tool", r.text, name=r.tool)
         evidence = format_evidence(results)
         extra["evidence"] = {role: [r.as_dict() for r in results]}
     if revising:
@@ -369,7 +372,9 @@ def tools_node(state: AgentState, *, runtime: Runtime[LabContext]) -> Command[st
                 text = f"tool {name!r} is not available to {role} (available: {allowed})"
                 result = ToolResult(name, query, text, failed=True)
             if result.failed:
-                errors.append({"role": role, "kind": "tool", "message": result.text, "raw": ""})
+                errors.append(
+                    {"role": role, "kind": "tool", "name": name, "message": result.text, "raw": ""}
+                )
             results.append(result)
             replies.append(ToolMessage(result.text, tool_call_id=call.get("id") or "", name=name))
         scratchpads[role] = [*state.get("scratchpads", {}).get(role, []), *replies]

@@ -14,7 +14,7 @@ from typing import Any
 from langchain_core.runnables import RunnableLambda
 
 from chimera_core.lab.prompts import clip
-from chimera_core.plugins import Tool, ToolContext
+from chimera_core.plugins import Tool, ToolContext, get_registry
 
 MAX_RESULT_CHARS = 700
 
@@ -40,7 +40,16 @@ def run_tool(name: str, query: str, lookup: Callable[[str], Tool], ctx: ToolCont
         step: RunnableLambda[str, str] = RunnableLambda(lambda q: tool.run(q, ctx), name=name)
         return ToolResult(name, query, str(step.invoke(query)))
     except Exception as exc:
-        return ToolResult(name, query, f"{name} failed: {type(exc).__name__}: {exc}", failed=True)
+        text = f"{name} failed: {type(exc).__name__}: {exc} [{tool_origin(name)}]"
+        return ToolResult(name, query, text, failed=True)
+
+
+def tool_origin(name: str) -> str:
+    """The plugin and package that registered a tool, so a failure names who to ask."""
+    try:
+        return get_registry().origin("tool", name)
+    except Exception:  # a broken plugin set must not turn a tool failure into a crash
+        return "plugin unknown"
 
 
 def evidence_query(state: Mapping[str, Any]) -> str:

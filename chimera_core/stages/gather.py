@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -94,6 +95,21 @@ def _prefix_cache(serving: ModelServing) -> tuple[float, float] | None:
         return None
 
 
+def failure_counts(records: list[RolloutRecord]) -> dict[str, dict[str, int]]:
+    """Failures per reward (rollouts) and per tool (calls), for the result and the console.
+
+    A broken plugin thus shows in the stage's summary, not only in the rollout logs.
+    """
+    rewards = Counter(name for r in records for name in r.reward_failed)
+    tools: Counter[str] = Counter()
+    for r in records:
+        tools.update(r.tool_failures)
+    return {
+        "reward_failures": dict(sorted(rewards.items())),
+        "tool_failures": dict(sorted(tools.items())),
+    }
+
+
 def run(ctx: StageContext) -> StageResult:
     """Run the lab with the champion models over the training tasks, exploring as it goes."""
     cfg = ctx.config.stages.gather
@@ -126,6 +142,10 @@ def run(ctx: StageContext) -> StageResult:
             "mean_turns",
         }
     )
+    metrics.update(failure_counts(records))
+    for kind in ("reward", "tool"):
+        if metrics[f"{kind}_failures"]:
+            ctx.log.warning("%s failures: %s", kind, metrics[f"{kind}_failures"])
     metrics["prefix_cache_hit_rate"] = None if hit_rate is None else round(hit_rate, 4)
     # What the trainers will get, so a gather that yields nothing for a tier is seen at once.
     metrics["adapter"] = adapt_rollouts(ctx, prefix).counts()

@@ -491,3 +491,27 @@ def test_unknown_tool_fails_before_any_model_call(config: ChimeraConfig) -> None
     with pytest.raises(PluginError, match="no_such_tool"):
         run_task(TASK, bad, provider, tools=FakeTools())
     assert provider.calls("Geneticist") == 0
+
+
+def test_a_failing_tool_is_recorded_by_tool_with_its_plugin_and_counted(
+    config: ChimeraConfig, graph: LabGraph
+) -> None:
+    from chimera_core.rollouts.agent import _tool_failures
+
+    tools = FakeTools()
+
+    def broken(query: str, context: Any) -> str:
+        raise TimeoutError("index offline")
+
+    tools.tools["pubmed_search"].run = broken  # type: ignore[method-assign]
+    provider = ScriptedProvider({"Geneticist": [tool_call("clinical_trials_search", "x")]})
+    state = run_task(TASK, config, provider, graph=graph, tools=tools, offer_tools=True)
+    failed = [e for e in state["errors"] if e["kind"] == "tool"]
+    pubmed = [e for e in failed if e.get("name") == "pubmed_search"]
+    assert pubmed and all(
+        "TimeoutError: index offline" in e["message"] and "(package " in e["message"]
+        for e in pubmed
+    )
+    assert any(e.get("name") == "clinical_trials_search" for e in failed)  # not allowed there
+    counts = _tool_failures(dict(state))
+    assert counts["pubmed_search"] == len(pubmed) and counts["clinical_trials_search"] == 1
