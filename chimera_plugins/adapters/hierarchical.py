@@ -76,6 +76,19 @@ class HierarchicalTraceAdapter:
             if rec.status != "succeeded" or rec.reward is None:
                 continue
             data.n_rollouts += 1
+            # The supervisor's choice is in the record: the bandit needs no spans.
+            sup = rec.supervisor
+            if sup.hypotheses and sup.chosen is not None and sup.propensity:
+                data.bandit.append(
+                    BanditSample(
+                        task_id=rec.task_id,
+                        goal=str(rec.state.get("research_goal", "")),
+                        hypotheses=sup.hypotheses,
+                        chosen=sup.chosen,
+                        propensity=sup.propensity,
+                        reward=rec.reward,
+                    )
+                )
             spans = [Span.model_validate(s) for s in item.spans]
             data.n_spans += len(spans)
             if not spans:
@@ -112,18 +125,6 @@ class HierarchicalTraceAdapter:
                             response_token_ids=list(trip.response.get("token_ids") or []),
                         )
                     )
-            sup = rec.supervisor
-            if sup.hypotheses and sup.chosen is not None and sup.propensity:
-                data.bandit.append(
-                    BanditSample(
-                        task_id=rec.task_id,
-                        goal=str(rec.state.get("research_goal", "")),
-                        hypotheses=sup.hypotheses,
-                        chosen=sup.chosen,
-                        propensity=sup.propensity,
-                        reward=rec.reward,
-                    )
-                )
         return data
 
 
