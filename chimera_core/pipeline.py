@@ -70,11 +70,12 @@ def run_pipeline(
     results: list[StageResult] = []
     start = time.perf_counter()
     store = open_store(config.artifacts)
+    registry = ModelRegistry.for_config(config, store)
     if "evaluate" in stages:  # a bad set found by evaluate would come after ingest moved CURRENT
-        check_model_set(config, ModelRegistry.for_config(config, store), run_id, stages)
+        check_model_set(config, registry, run_id, stages)
     # One model server for the whole run: started by the first stage that needs it, a trained
     # adapter is loaded into it by name, and evaluate finds every set's adapters there.
-    serving = ModelServing(config, ModelRegistry.for_config(config, store), run_id=run_id)
+    serving = ModelServing(config, registry, run_id=run_id)
     try:
         for i, name in enumerate(stages, start=1):
             if on_stage is not None:

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from chimera_core.data.output_parsing import OutputError, parse_output
 from chimera_core.data.rollouts import RolloutRecord
@@ -27,18 +28,25 @@ from chimera_core.plugins import (
     TrainRequest,
 )
 from chimera_core.plugins.config_check import algorithm_options
-from chimera_core.rollouts.storage import load_records, load_spans, read_spans, spans_key
+from chimera_core.rollouts.storage import load_records, read_spans, spans_key
 from chimera_core.stages.base import StageContext, StageResult
 from chimera_core.training.checkpoint import is_adapter_dir
 
 
+def _traced(
+    ctx: StageContext, prefix: str
+) -> tuple[list[RolloutRecord], dict[str, list[dict[str, Any]] | None], TrainingData]:
+    """The records under a prefix, their spans (None: no readable file) and the adapter's data."""
+    records = load_records(ctx.store, prefix)
+    spans = {r.task_id: read_spans(ctx.store, prefix, r.task_id) for r in records}
+    traced = [TracedRollout(record=r, spans=spans[r.task_id] or []) for r in records]
+    data = ctx.plugins.adapter(ctx.config.stages.trace_adapter).adapt(traced, ctx.config)
+    return records, spans, data
+
+
 def adapt_rollouts(ctx: StageContext, prefix: str) -> TrainingData:
     """The configured trace adapter's output for the rollouts (records, spans) under a prefix."""
-    traced = [
-        TracedRollout(record=r, spans=load_spans(ctx.store, prefix, r.task_id))
-        for r in load_records(ctx.store, prefix)
-    ]
-    return ctx.plugins.adapter(ctx.config.stages.trace_adapter).adapt(traced, ctx.config)
+    return _traced(ctx, prefix)[2]
 
 
 def _has_choice(record: RolloutRecord) -> bool:
@@ -56,10 +64,7 @@ def gathered_training_data(ctx: StageContext, *, llm: bool) -> TrainingData:
     for want of spans.
     """
     prefix = ctx.result_of("gather").outputs["rollouts_key"]
-    records = load_records(ctx.store, prefix)
-    spans = {r.task_id: read_spans(ctx.store, prefix, r.task_id) for r in records}
-    traced = [TracedRollout(record=r, spans=spans[r.task_id] or []) for r in records]
-    data = ctx.plugins.adapter(ctx.config.stages.trace_adapter).adapt(traced, ctx.config)
+    records, spans, data = _traced(ctx, prefix)
     usable = [r for r in records if r.status == "succeeded" and r.reward is not None]
     missing = [r for r in usable if spans[r.task_id] is None]
     if not llm:

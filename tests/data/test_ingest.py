@@ -68,15 +68,21 @@ def test_ingest_official_split_and_versions(
 def test_official_split_without_ids_uses_the_bundled_official_test_ids(
     workdir: Path, pubmedqa_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["ingest", "--data-file", str(pubmedqa_file), "--split", "official"])
     ids = OFFICIAL_TEST_IDS.read_text().split()
     assert len(ids) == len(set(ids)) == 500
     tasks = {t.id for t in load_tasks(DataConfig(source="file", file=pubmedqa_file))}
-    if set(ids) <= tasks:  # the whole PQA-L set
-        assert code == 0
-    else:  # a subset (the fast tier's fixture): refused, naming the id file
-        assert code == 2
-        assert "pqal_official_test_ids.txt" in capsys.readouterr().err
+    assert not set(ids) <= tasks  # the fixture is a subset of PQA-L: refused, naming the id file
+    assert main(["ingest", "--data-file", str(pubmedqa_file), "--split", "official"]) == 2
+    assert "pqal_official_test_ids.txt" in capsys.readouterr().err
+
+
+def test_official_split_of_the_whole_set_uses_the_bundled_ids(
+    workdir: Path, pubmedqa_full_dir: Path
+) -> None:
+    data_file = pubmedqa_full_dir / "ori_pqal.json"
+    assert main(["ingest", "--data-file", str(data_file), "--split", "official"]) == 0
+    manifest, _ = load_task_dataset(_store(workdir))
+    assert {s: sum(c.values()) for s, c in manifest.counts.items()} == {"test": 500, "train": 500}
 
 
 def test_bad_data_keeps_the_current_version(
