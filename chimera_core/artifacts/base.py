@@ -90,6 +90,14 @@ class ArtifactStore(ABC):
     def delete(self, key: str) -> None:
         """Remove one object if present."""
 
+    @abstractmethod
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Publish bytes under key only if nothing is there; return whether this call did.
+
+        Atomic create-if-absent: of several callers racing on one key exactly one gets True,
+        and a reader sees the whole object or none (the primitive behind locks and pins).
+        """
+
     # Shared behaviour built on the primitives above.
 
     def put_json(self, key: str, obj: Any) -> str:

@@ -61,6 +61,25 @@ class LocalArtifactStore(ArtifactStore):
         self._atomic_write(self.path(key), lambda fh: fh.write(data))
         return self.uri(key)
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        # Write a temp file, then hard-link it into place: link() fails if the target exists
+        # (create-if-absent, like O_EXCL) and the target appears with its whole content.
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
     def get_file(self, key: str, dest: Path) -> Path:
         src = self.path(key)
         if not src.is_file():

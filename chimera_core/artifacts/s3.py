@@ -408,6 +408,42 @@ class S3ArtifactStore(ArtifactStore):
         )
         return uri
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """A conditional PUT (``If-None-Match: *``): S3 and MinIO refuse it with 412 if the key
+        exists.
+
+        minio-py's public ``put_object`` turns unknown headers into ``x-amz-meta-*`` user
+        metadata, so the single-PUT call underneath it is used to send the header as is. A
+        server that ignores the header (older MinIO, some S3 clones) would overwrite instead:
+        the key is checked first and read back after, which narrows that race but cannot close
+        it; on such a server two writers starting within the same instant may both succeed.
+        """
+        name, uri = self.object_name(key), self.uri(key)
+        if self.exists(key):
+            return False
+        headers: DictType = {"If-None-Match": "*", "Content-Type": "application/json"}
+        try:
+            self._call(
+                "conditional upload to",
+                uri,
+                lambda: self._client._put_object(self.bucket, name, data, headers=headers),
+            )
+        except ArtifactError as exc:
+            cause = exc.__cause__
+            codes = {"PreconditionFailed", "ConditionalRequestConflict"}
+            if not (isinstance(cause, S3Error) and cause.code in codes):
+                raise
+            # A retried PUT whose first attempt landed is refused too: it is ours if the
+            # bytes there are the ones this call sent.
+            try:
+                return self.get_bytes(key) == data
+            except ArtifactNotFound:
+                return False
+        try:
+            return self.get_bytes(key) == data
+        except ArtifactNotFound:
+            return False
+
     def _read_all(self, name: str) -> bytes:
         """One GET of a whole object."""
         response = self._client.get_object(self.bucket, name)
