@@ -37,6 +37,13 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option(min=1, help="Tasks to run (gather, evaluate); overrides the profile."),
         ] = None,
+        wait: Annotated[
+            bool,
+            typer.Option(
+                help="If another process is running this stage of the run, wait for it and "
+                "reuse its result (default: exit 2 at once, naming it)."
+            ),
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
         xcom_file: Annotated[
             Path | None, typer.Option(help="Also write the result JSON here (Airflow XCom).")
@@ -56,7 +63,7 @@ def register(app: typer.Typer) -> None:
                 )
             overrides[f"stages.{name}.n_tasks"] = limit
         config = load_checked_config(profile, overrides=overrides)
-        result = execute_stage(stage_fn(name), name, config, run_id, force=force)
+        result = execute_stage(stage_fn(name), name, config, run_id, force=force, wait=wait)
         payload = result.model_dump(mode="json")
         if xcom_file is not None:
             xcom_file.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ process, from Airflow, or in a GPU pod.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -19,10 +20,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from chimera_core.artifacts import ArtifactStore, join_key, open_store
+from chimera_core.artifacts.lock import StoreLock
 from chimera_core.config.models import ChimeraConfig
-from chimera_core.data.dataset import current_version, load_task_dataset
+from chimera_core.data.dataset import DATASET_PREFIX, current_version, load_task_dataset
 from chimera_core.data.tasks import ResearchTask
-from chimera_core.errors import ChimeraError
+from chimera_core.errors import ArtifactNotFound, ChimeraError, DataError
 from chimera_core.logs import ContextLogger, get_logger
 from chimera_core.model_registry import ModelRegistry
 from chimera_core.peak_rss import PeakRSS
@@ -60,6 +62,7 @@ class StageContext:
     serving: ModelServing | None = None
     force: bool = False
     log: ContextLogger = field(init=False)
+    _dataset_version: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.log = get_logger("stage", run_id=self.run_id, stage=self.stage)
@@ -83,23 +86,75 @@ class StageContext:
         """Whether an earlier stage of this run finished."""
         return self.store.exists(join_key("runs", self.run_id, stage, RESULT))
 
-    def dataset_version(self) -> str:
-        """This run's ingested dataset, or the current one when the run has no ingest stage."""
-        if self.has_result("ingest"):
-            return str(self.result_of("ingest").outputs["dataset_version"])
+    def pin_key(self) -> str:
+        """Where this run records the dataset version its stages use."""
+        return join_key("runs", self.run_id, DATASET_PIN)
+
+    def pin_dataset(self, version: str) -> None:
+        """Make version this run's dataset (the ingest stage of the run does)."""
+        self.store.put_json(self.pin_key(), self._pin_record(version))
+        self._dataset_version = version
+
+    def _pin_record(self, version: str) -> dict[str, str]:
+        return {
+            "version": version,
+            "pinned_by": self.stage,
+            "pinned_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def _pinned(self) -> str | None:
         try:
-            version = current_version(self.store)
-        except ChimeraError:
-            raise ChimeraError(
-                f"run {self.run_id!r} has no ingest stage and no dataset was ingested yet: run "
-                f"`chimera ingest` or `chimera stage ingest --run-id {self.run_id}` first"
-            ) from None
-        self.log.info("no ingest stage in this run; using the current dataset %s", version)
+            return str(self.store.get_json(self.pin_key())["version"])
+        except ArtifactNotFound:
+            return None
+
+    def dataset_version(self) -> str:
+        """The dataset version this run is pinned to; the first stage to need one pins it.
+
+        A run with an ingest stage uses what it ingested. A run without one takes the current
+        dataset once and records it in ``runs/<run_id>/dataset.json``; every later stage of
+        the run (a resumed one too) uses that version, never whatever became current since.
+        """
+        if self._dataset_version is not None:
+            return self._dataset_version
+        if self.has_result("ingest"):
+            version = str(self.result_of("ingest").outputs["dataset_version"])
+            if self._pinned() != version:  # a run ingested before pins were written
+                self.store.put_json(self.pin_key(), self._pin_record(version))
+        elif (pinned := self._pinned()) is not None:
+            version = pinned
+            self.log.info("dataset %s (pinned to this run in %s)", version, DATASET_PIN)
+        else:
+            try:
+                version = current_version(self.store)
+            except ChimeraError:
+                raise ChimeraError(
+                    f"run {self.run_id!r} has no ingest stage and no dataset was ingested yet: "
+                    f"run `chimera ingest` or `chimera stage ingest --run-id {self.run_id}` first"
+                ) from None
+            record = json.dumps(self._pin_record(version), indent=2, sort_keys=True).encode()
+            if self.store.create_exclusive(self.pin_key(), record):
+                self.log.info(
+                    "no ingest stage in this run; pinned the current dataset %s to it (%s)",
+                    version,
+                    self.store.uri(self.pin_key()),
+                )
+            else:  # a stage of this run running alongside pinned it first
+                version = self._pinned() or version
+        self._dataset_version = version
         return version
 
     def tasks(self) -> list[ResearchTask]:
         """Every task of this run's dataset (see ``dataset_version``)."""
-        return load_task_dataset(self.store, self.dataset_version())[1]
+        version = self.dataset_version()
+        if not self.store.is_published(join_key(DATASET_PREFIX, version)):
+            raise DataError(
+                f"run {self.run_id!r} is pinned to dataset version {version!r} "
+                f"({self.store.uri(self.pin_key())}), which is gone from "
+                f"{self.store.uri(DATASET_PREFIX)}; ingest it again with the same source and "
+                "split, or start a new run id"
+            )
+        return load_task_dataset(self.store, version)[1]
 
     def result_of(self, stage: str) -> StageResult:
         """The stored result of an earlier stage of this run (error if it has not run)."""
@@ -113,6 +168,8 @@ class StageContext:
 
 StageFn = Callable[[StageContext], StageResult]
 RESULT = "result.json"
+LOCK = "lock.json"
+DATASET_PIN = "dataset.json"
 
 
 MAX_RUN_ID_CHARS = 128  # a key part and a version name (<stage>-<run id>) stay well in limits
@@ -147,20 +204,51 @@ def execute_stage(
     force: bool = False,
     store: ArtifactStore | None = None,
     serving: ModelServing | None = None,
+    wait: bool = False,
+    lock_poll_s: float = 2.0,
 ) -> StageResult:
     """Run one stage for a run id, or return its stored result when it already finished.
 
     ``serving`` is a model server kept across stages (a pipeline's); without it the stage
     starts its own when it needs one and stops it when it ends.
+
+    One process at a time runs a stage of a run: it holds ``runs/<run_id>/<stage>/lock.json``
+    in the artifact store while it works. Another one finding the lock held fails at once
+    (exit 2, naming the holder) or, with ``wait``, waits for it and then reuses its result.
     """
     store = store or open_store(config.artifacts)
     plugins = get_registry()
     ctx = StageContext(config, run_id, name, store, plugins, params or {}, serving, force)
     result_key = ctx.key(RESULT)
     if not force and store.exists(result_key):
-        ctx.log.info("already finished; reusing %s", store.uri(result_key))
-        done = StageResult.model_validate(store.get_json(result_key))
-        return done.model_copy(update={"resumed": True})
+        return _reused(ctx, result_key)
+    lock = StoreLock(
+        store,
+        ctx.key(LOCK),
+        f"run {run_id!r} stage {name!r}",
+        hint=(
+            f": another `chimera stage {name} --run-id {run_id}` or pipeline run is running it; "
+            "use --wait to wait for it"
+        ),
+    )
+    lock.acquire(wait=wait, poll_s=lock_poll_s)
+    try:
+        if not force and store.exists(result_key):  # finished while this one waited
+            return _reused(ctx, result_key)
+        return _run_stage(fn, ctx, result_key, serving)
+    finally:
+        lock.release()
+
+
+def _reused(ctx: StageContext, result_key: str) -> StageResult:
+    ctx.log.info("already finished; reusing %s", ctx.store.uri(result_key))
+    done = StageResult.model_validate(ctx.store.get_json(result_key))
+    return done.model_copy(update={"resumed": True})
+
+
+def _run_stage(
+    fn: StageFn, ctx: StageContext, result_key: str, serving: ModelServing | None
+) -> StageResult:
     ctx.log.info("starting")
     start = time.perf_counter()
     try:
@@ -176,7 +264,9 @@ def execute_stage(
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
-    store.put_json(result_key, result.model_dump(mode="json"))
-    plugins.notify("on_stage_finished", run_id=run_id, stage=name, outputs=result.outputs)
+    ctx.store.put_json(result_key, result.model_dump(mode="json"))
+    ctx.plugins.notify(
+        "on_stage_finished", run_id=ctx.run_id, stage=ctx.stage, outputs=result.outputs
+    )
     ctx.log.info("finished in %.1fs (peak RSS %.0f MiB)", result.seconds, result.peak_rss_mb)
     return result
