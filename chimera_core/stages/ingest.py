@@ -34,6 +34,7 @@ def run(ctx: StageContext) -> StageResult:
     manifest = publish_task_dataset(
         ctx.store, split, source_description(ctx.config.data), ctx.config.data.split
     )
+    ctx.pin_dataset(manifest.version)  # this run's later stages use it, whatever is current
     ctx.log.info("published %s (%d tasks)", manifest.uri, manifest.n_tasks)
     return StageResult(
         stage=ctx.stage,
