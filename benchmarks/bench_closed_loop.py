@@ -4,7 +4,9 @@ The slow test ``tests/closed_loop`` asserts that it rises (paired CI above zero)
 records by how much. Same setup: the local profile rewarded only by ``planted_go`` (pays for a
 GO decision), the PI sampled while gathering, its alias trained by the board stage's
 rejection-sampling SFT, base vs challenger on the same held-out tasks (fixture data, seed
-split). ``CHIMERA_BENCH_LOOP_GATHER`` / ``_EVAL`` change the task counts (16 / 8).
+split). ``CHIMERA_BENCH_LOOP_GATHER`` / ``_EVAL`` change the task counts (16 / 8);
+``CHIMERA_BENCH_LOOP_ALGORITHM=grpo`` trains the board with GRPO instead (the comparison that
+chose rejection sampling).
 
 Run: ``python -m benchmarks.run closed_loop``.
 """
@@ -21,6 +23,17 @@ from typing import Any
 from benchmarks.common import REPO, result, skip_real
 
 
+def _board_summary(algorithm: str, metrics: dict[str, Any]) -> str:
+    """What the board's trainer did, in its own terms."""
+    if algorithm == "grpo":
+        rewards = metrics.get("mean_rewards") or [float("nan")]
+        return (
+            f"board GRPO: {metrics.get('steps')} steps on {metrics.get('prompts')} PI prompts, "
+            f"mean reward of its samples {rewards[0]:.2f} (first step) -> {rewards[-1]:.2f} (last)"
+        )
+    return f"board SFT kept {metrics.get('kept')} of {metrics.get('examples')} PI conversations"
+
+
 def run() -> dict[str, Any]:
     """Entry point for ``benchmarks/run.py``."""
     if skip_real():
@@ -32,9 +45,12 @@ def run() -> dict[str, Any]:
 
     n_gather = int(os.environ.get("CHIMERA_BENCH_LOOP_GATHER", "16"))
     n_eval = int(os.environ.get("CHIMERA_BENCH_LOOP_EVAL", "8"))
+    algorithm = os.environ.get("CHIMERA_BENCH_LOOP_ALGORITHM", "sft")
     root = Path(tempfile.mkdtemp(prefix="chimera-bench-loop-"))
     data_file = REPO / "tests" / "fixtures" / "pubmedqa" / "ori_pqal.json"
-    profile = closed_loop_profile(root, data_file, n_gather=n_gather, n_eval=n_eval)
+    profile = closed_loop_profile(
+        root, data_file, n_gather=n_gather, n_eval=n_eval, algorithm=algorithm
+    )
     os.environ["CHIMERA_PLUGIN_MODULES"] = MODULE
     get_registry.cache_clear()
     run_id = f"bench-loop-{time.strftime('%Y%m%d%H%M%S')}"
@@ -51,8 +67,8 @@ def run() -> dict[str, Any]:
     notes = (
         f"planted reward (GO rate) base {c['baseline']:.3f} -> challenger {c['challenger']:.3f} "
         f"on {c['n_pairs']} paired held-out tasks, 95% CI [{c['ci_low']:+.3f}, "
-        f"{c['ci_high']:+.3f}]; board SFT kept {board.get('kept')} of {board.get('examples')} "
-        f"PI conversations; {n_gather} gathered tasks; {wall:.0f} s"
+        f"{c['ci_high']:+.3f}]; {_board_summary(algorithm, board)}; {n_gather} gathered "
+        f"tasks; {wall:.0f} s"
     )
     return {
         "planted_reward_delta": result(

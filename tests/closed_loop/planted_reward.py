@@ -38,7 +38,36 @@ def register_rewards(register: Callable[[Reward], None]) -> None:
     register(PlantedGo())
 
 
-def closed_loop_profile(root: Path, data_file: Path, n_gather: int, n_eval: int) -> Path:
+# The board's two algorithms, sized alike (12 optimizer steps on the PI's harvested prompts):
+# rejection-sampling SFT on the gathered answers that earned the reward, or GRPO drawing fresh
+# answers and scoring them with the same reward.
+BOARD: dict[str, dict[str, Any]] = {
+    "sft": {
+        "reward_threshold": 1.0,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "learning_rate": 3.0e-4,
+        "max_steps": 12,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "max_seq_length": 1024,
+    },
+    "grpo": {
+        "role_rewards": {PI: PLANTED},
+        "lora_r": 8,
+        "learning_rate": 1.0e-4,
+        "total_steps": 12,
+        "rollout_n": 4,
+        "train_batch_size": 4,
+        "max_prompt_length": 1024,
+        "max_response_length": 96,
+    },
+}
+
+
+def closed_loop_profile(
+    root: Path, data_file: Path, n_gather: int, n_eval: int, algorithm: str = "sft"
+) -> Path:
     """The local profile, rewarded by the planted reward alone, training the PI only."""
     data: dict[str, Any] = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
     data["profile"] = "closed-loop"
@@ -54,21 +83,7 @@ def closed_loop_profile(root: Path, data_file: Path, n_gather: int, n_eval: int)
     data["stages"]["gather"].update(
         n_tasks=n_gather, n_runners=2, role_temperatures={PI: 1.5}, max_attempts=2
     )
-    data["stages"]["board"] = {
-        "algorithm": "sft",
-        "options": {
-            "sft": {
-                "reward_threshold": 1.0,
-                "lora_r": 8,
-                "lora_alpha": 16,
-                "learning_rate": 3.0e-4,
-                "max_steps": 12,
-                "batch_size": 2,
-                "grad_accum": 1,
-                "max_seq_length": 1024,
-            }
-        },
-    }
+    data["stages"]["board"] = {"algorithm": algorithm, "options": {algorithm: BOARD[algorithm]}}
     data["stages"]["evaluate"] = {
         "n_tasks": n_eval,
         "split": "validation",
