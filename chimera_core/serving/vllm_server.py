@@ -379,20 +379,38 @@ class VLLMServer:
                     f"loading adapter {name!r} from {path} into the vLLM server at {self.url} "
                     f"failed: {exc}"
                 ) from None
-            if response.status_code == 400:  # the adapter itself: rank, base, files
+            if response.status_code == 400:  # the adapter itself: rank, base, files, missing
                 raise ChimeraError(
-                    f"vLLM refused adapter {name!r} from {path}: {response.text[:500]} (is its "
-                    f"rank above serving.max_lora_rank={self.settings.max_lora_rank}, or was it "
-                    "trained on another base model?)"
+                    f"vLLM refused adapter {name!r} from {path}: {self._reason(response.text)} "
+                    f"(does the directory hold a PEFT adapter, is its rank above "
+                    f"serving.max_lora_rank={self.settings.max_lora_rank}, or was it trained on "
+                    "another base model?)"
                 )
             if response.status_code != 200:
                 raise ModelServerError(
                     f"vLLM refused adapter {name!r} from {path}: HTTP {response.status_code} "
-                    f"{response.text[:500]}"
+                    f"{self._reason(response.text)}"
                 )
             # Kept in the spec, so a restarted server loads it at start (--lora-modules).
             self.spec.adapters[name] = Path(path)
             self.log.info("loaded adapter %s from %s", name, path)
+
+    def _reason(self, answer: str) -> str:
+        """vLLM's own reason for a refusal: the guard answers only ``... (ref R)`` and writes
+        what vLLM said to the server log, which is ours to read."""
+        answer = answer[:500]
+        match = re.search(r"\(ref ([0-9a-f]{8,})\)", answer)
+        if match is None:
+            return answer
+        marker = f"ref {match.group(1)}: "
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        for line in reversed(lines):
+            if marker in line:
+                return line.partition(marker)[2][:1000]
+        return f"{answer} (not found in {self.log_path})"
 
     def models(self) -> list[str]:
         """The model names the server answers to (base and adapters)."""
