@@ -112,3 +112,49 @@ def test_a_repeated_prompt_hits_the_prefix_cache(server: VLLMServer) -> None:
         _chat(server, server.spec.base_name, max_tokens=4, messages=messages)
     queried, hit = (a - b for a, b in zip(server.prefix_cache(), before, strict=True))
     assert queried > 0 and hit / queried > 0.3  # the second call reused the long system block
+
+
+def test_a_body_nested_100000_deep_gets_400_and_no_traceback(server: VLLMServer) -> None:
+    seen = len(server.log_path.read_text(errors="replace"))
+    model = server.spec.base_name.encode()
+    deep = b'{"model": "' + model + b'", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    headers = {**server.headers, "Content-Type": "application/json"}
+    response = httpx.post(f"{server.base_url}/chat/completions", content=deep, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"] == (
+        "the request body nests JSON deeper than 64 levels"
+    )
+    assert server.alive and httpx.get(f"{server.url}/health").status_code == 200
+    log = server.log_path.read_text(errors="replace")[seen:]
+    assert "Traceback" not in log
+    assert "chimera_vllm_guard: refused POST /v1/chat/completions with HTTP 400" in log
+
+
+def test_no_local_path_in_the_model_list_or_an_adapter_error(
+    server: VLLMServer, tmp_path: Path
+) -> None:
+    listing = httpx.get(f"{server.base_url}/models", headers=server.headers, timeout=10)
+    assert listing.status_code == 200
+    assert str(server.spec.base_dir) not in listing.text
+    assert all(card["root"] == card["id"] for card in listing.json()["data"])
+    answers = set()
+    for path in (tmp_path / "no-such-dir", tmp_path):  # missing; a directory but no adapter
+        body = {"lora_name": "probe-missing", "lora_path": str(path)}
+        url = f"{server.base_url}/load_lora_adapter"
+        response = httpx.post(url, json=body, headers=server.headers, timeout=120)
+        assert str(tmp_path) not in response.text
+        error = response.json()["error"]
+        answers.add((response.status_code, error["message"].partition(" (ref")[0]))
+    assert answers == {(400, "adapter could not be loaded")}
+    assert server.alive and "probe-missing" not in server.models()
+
+
+def test_the_server_listens_on_loopback_only(server: VLLMServer) -> None:
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, port = local.partition(":")
+            if state == "0A" and int(port, 16) == server.port:  # LISTEN
+                listening.add(address)
+    assert listening == {"0100007F"}  # 127.0.0.1, and no IPv6 or wildcard socket
