@@ -33,6 +33,13 @@ class PluginError(ChimeraError):
     """A plugin failed to load or registered something invalid; names plugin and package."""
 
 
+class ModelFileError(ChimeraError):
+    """A model or policy file that fails its check (checksum, unreadable, NaN/Inf weights).
+
+    The message names the file (and tensor) and how to recover; nothing was published.
+    """
+
+
 class ArtifactError(ChimeraError):
     """Artifact store problem the user must fix (credentials, bucket, bad key)."""
 
