@@ -6,10 +6,15 @@ A version of an LLM alias is a LoRA adapter directory over the alias's base mode
 serves); the bandit policy's versions are its own files. The version ``base`` is the prepared
 base model: it is never uploaded, every machine prepares it locally. A *model set* maps each
 alias to a version; ``base`` and ``champion`` are the two named sets.
+
+The local cache (``<models_dir>/registry/<alias>/<version>/``) is never trusted on its own: every
+fetch checks each cached file's size and sha256 against the store's manifest (its own copy of
+the manifest could have been edited with it) and fetches a damaged copy again.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,17 +23,21 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from chimera_core.artifacts import ArtifactStore, join_key, open_store
+from chimera_core.artifacts.base import MANIFEST, sha256_file
 from chimera_core.config.models import ChimeraConfig
-from chimera_core.errors import ArtifactNotFound, ChimeraError
+from chimera_core.errors import ArtifactNotFound, ChimeraError, ModelFileError
+from chimera_core.logs import get_logger
 from chimera_core.training.checkpoint import (
     ADAPTER_CONFIG,
     is_adapter_dir,
     merge_adapter,
     require_empty_dir,
 )
+from chimera_core.training.weights import weights_problems
 
 BASE = "base"
 MODELS_PREFIX = "models"
+log = get_logger("registry")
 
 
 class ModelVersion(BaseModel):
@@ -93,6 +102,12 @@ class ModelRegistry:
                 n += 1
             version = f"{version}-{n}"
             prefix = self._prefix(alias, version)
+        if problems := weights_problems(checkpoint_dir):
+            raise ModelFileError(
+                f"refusing to register {checkpoint_dir} as version {version!r} of model "
+                f"{alias!r}: {'; '.join(problems)}. Nothing was registered; a trainer whose "
+                "weights turn NaN or Inf diverged (lower its learning rate, check its data)"
+            )
         record = ModelVersion(
             alias=alias,
             version=version,
@@ -113,14 +128,20 @@ class ModelRegistry:
         """A version's record; ``base`` always exists."""
         if version == BASE:
             return ModelVersion(alias=alias, version=BASE, parent="", stage="prepare", run_id="")
+        return ModelVersion.model_validate(self._manifest(alias, version)["metadata"])
+
+    def _manifest(self, alias: str, version: str) -> dict[str, Any]:
+        """The store's manifest of a version: its files' sha256 and size, its record."""
         try:
-            manifest = self.store.get_json(join_key(self._prefix(alias, version), "manifest.json"))
+            manifest: dict[str, Any] = self.store.get_json(
+                join_key(self._prefix(alias, version), MANIFEST)
+            )
         except ArtifactNotFound:
             known = ", ".join(self.versions(alias)) or "only base"
             raise ChimeraError(
                 f"unknown version {version!r} of model {alias!r} (known: {known})"
             ) from None
-        return ModelVersion.model_validate(manifest["metadata"])
+        return manifest
 
     def lineage_tasks(self, alias: str, version: str) -> dict[str, str]:
         """Task id -> the version in this version's lineage (itself, its parents) trained on it."""
@@ -231,17 +252,58 @@ class ModelRegistry:
         return self.get(alias, version).run_id
 
     def fetch(self, alias: str, version: str) -> Path:
-        """A local, checksum-verified copy of an uploaded version (cached)."""
+        """A local copy of an uploaded version, checked against the store's manifest each call.
+
+        A cached copy that differs (a file edited, missing, added, or with bad weights) is
+        fetched again with a warning naming the file. Versions are small (LoRA adapters, a
+        bandit policy): hashing them on every read costs milliseconds.
+        """
         if version == BASE:
             raise ChimeraError("the base version is prepared locally, not fetched")
-        self.get(alias, version)
+        files = self._manifest(alias, version)["files"]
         dest = self.cache_dir / alias / version
-        if (dest / "manifest.json").is_file():
-            return dest
+        if dest.is_dir():
+            problem = _copy_problem(dest, files)
+            if problem is None:
+                return dest
+            log.warning(
+                "cached copy of %s %s is damaged: %s; fetching it again from the store",
+                alias,
+                version,
+                problem,
+            )
+            shutil.rmtree(dest)  # never left for a reader, even if the store's copy fails too
+        return self._download(alias, version, files, dest)
+
+    def _download(self, alias: str, version: str, files: dict[str, Any], dest: Path) -> Path:
+        """Fetch a version into a partial directory, check it, then move it into place."""
         partial = dest.with_name(f".{version}.partial")
-        self.store.get_dir(self._prefix(alias, version), partial)
+        shutil.rmtree(partial, ignore_errors=True)  # never mix in a stale attempt's files
+        prefix = self._prefix(alias, version)
+        try:
+            # Checked here against the same manifest, so the error names alias and version.
+            self.store.get_dir(prefix, partial, verify=False)
+            problem = _copy_problem(partial, files, where=self.store.uri(prefix))
+        except ArtifactNotFound as exc:
+            problem = f"a file is missing ({exc})"
+        except BaseException:  # the store failed (a fault): leave no half-fetched copy
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        if problem:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise ModelFileError(self._damaged(alias, version, problem))
         partial.rename(dest)
         return dest
+
+    @staticmethod
+    def _damaged(alias: str, version: str, problem: str) -> str:
+        """The message for a version whose stored copy fails its check, with the ways out."""
+        return (
+            f"version {version!r} of model {alias!r} is damaged in the artifact store: {problem}. "
+            f"Make another version the champion (`chimera registry rollback {alias}` or "
+            f"`chimera registry promote {alias} VERSION`), or retrain it (the stage that made it, "
+            "with --force, registers a new version)"
+        )
 
     def fetch_adapter(self, alias: str, version: str) -> Path:
         """A local copy of a version that must be a LoRA adapter (what trainers and vLLM load)."""
@@ -260,10 +322,51 @@ class ModelRegistry:
     def export_merged(self, alias: str, version: str, base_dir: Path, dest: Path) -> Path:
         """Write an adapter version merged into ``base_dir`` as a plain HF checkpoint in ``dest``.
 
-        For deploying without LoRA support; ``dest`` must be new or empty.
+        For deploying without LoRA support; ``dest`` must be new or empty. The merge is
+        written beside it and moved in only when its weights are all finite.
         """
         require_empty_dir(dest)
-        return merge_adapter(base_dir, self.fetch_adapter(alias, version), dest)
+        adapter = self.fetch_adapter(alias, version)
+        partial = dest.with_name(f".{dest.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            merge_adapter(base_dir, adapter, partial)
+            if problems := weights_problems(partial, shown_as=str(dest)):
+                raise ModelFileError(
+                    f"{alias} {version} merged into {base_dir} has bad weights: "
+                    f"{'; '.join(problems)}. Nothing was exported"
+                )
+            if dest.exists():
+                dest.rmdir()  # empty: require_empty_dir said so
+            partial.rename(dest)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return dest
+
+
+def _copy_problem(local: Path, files: dict[str, Any], where: str | None = None) -> str | None:
+    """The first difference of a local copy from the store's manifest, or None.
+
+    Sizes first (free), then sha256, then the weights' values: a version registered before
+    weights were checked may hold NaN. ``where`` names the files (default: the local paths).
+    """
+
+    def shown(name: str) -> str:
+        return f"{where}/{name}" if where else str(local / name)
+
+    for name, info in sorted(files.items()):
+        file = local / name
+        if not file.is_file():
+            return f"{shown(name)}: missing"
+        if "size" in info and file.stat().st_size != info["size"]:
+            return f"{shown(name)}: {file.stat().st_size} bytes, expected {info['size']}"
+        if sha256_file(file) != info["sha256"]:
+            return f"{shown(name)}: sha256 differs from the store's manifest"
+    present = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    if extra := sorted(present - set(files) - {MANIFEST}):
+        return f"{shown(extra[0])}: not in the store's manifest"
+    problems = weights_problems(local, shown_as=where)
+    return problems[0] if problems else None
 
 
 def _entry(record: dict[str, Any]) -> dict[str, Any]:

@@ -17,11 +17,24 @@ def registry(tmp_path: Path) -> ModelRegistry:
 
 
 def _checkpoint(tmp_path: Path, content: str) -> Path:
+    """A checkpoint whose (finite, tiny) weights carry ``content`` in their metadata."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
     ckpt = tmp_path / f"ckpt-{content}"
     ckpt.mkdir()
     (ckpt / "config.json").write_text('{"model_type": "llama"}')
-    (ckpt / "model.safetensors").write_text(content)
+    weights = {"w": np.zeros((2, 2), np.float32)}
+    save_file(weights, str(ckpt / "model.safetensors"), metadata={"content": content})
     return ckpt
+
+
+def _content(ckpt: Path) -> str:
+    """The ``content`` a ``_checkpoint`` was made with."""
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt / "model.safetensors"), framework="np") as handle:
+        return str(handle.metadata()["content"])
 
 
 def test_register_fetch_promote(registry: ModelRegistry, tmp_path: Path) -> None:
@@ -44,7 +57,7 @@ def test_register_fetch_promote(registry: ModelRegistry, tmp_path: Path) -> None
     assert again == v
     assert registry.versions("junior") == ["sft-r1"]
     local = registry.fetch("junior", "sft-r1")
-    assert (local / "model.safetensors").read_text() == "w1"
+    assert _content(local) == "w1"
     registry.promote("junior", "sft-r1", reason="beat base")
     assert registry.champion("junior") == "sft-r1"
     assert registry.model_set("champion", ["junior", "senior"]) == {

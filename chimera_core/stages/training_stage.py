@@ -17,7 +17,7 @@ from chimera_core.data.output_parsing import OutputError, parse_output
 from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.data.tasks import ResearchTask
 from chimera_core.data.training_data import TrainingData
-from chimera_core.errors import ChimeraError, DataError, FaultError
+from chimera_core.errors import ChimeraError, DataError, FaultError, ModelFileError
 from chimera_core.lab.graph import role_spec
 from chimera_core.model_registry import BASE
 from chimera_core.plugins import (
@@ -214,19 +214,22 @@ def run_training_stage(ctx: StageContext, alias: str, *, llm: bool) -> StageResu
             raise FaultError(
                 f"algorithm {algorithm.name!r} saved no LoRA adapter in {result.output_dir}"
             )
-        version = registry.register(
-            alias,
-            result.output_dir,
-            parent=parent,
-            stage=ctx.stage,
-            run_id=ctx.run_id,
-            data_sha256=result.data_sha256,
-            config=result.config,
-            metrics=metrics,
-            task_ids=trained_task_ids(data),
-            # --force retrains: keep what it trained (as <stage>-<run id>-N), not the old version
-            new_revision=ctx.force,
-        )
+        try:
+            version = registry.register(
+                alias,
+                result.output_dir,
+                parent=parent,
+                stage=ctx.stage,
+                run_id=ctx.run_id,
+                data_sha256=result.data_sha256,
+                config=result.config,
+                metrics=metrics,
+                task_ids=trained_task_ids(data),
+                # --force retrains: keep what it trained (as <stage>-<run id>-N), not the old one
+                new_revision=ctx.force,
+            )
+        except ModelFileError as exc:  # NaN/Inf or unreadable weights: say which trainer
+            raise ModelFileError(f"algorithm {algorithm.name!r} trained {alias}: {exc}") from None
     if llm and ctx.serving is not None:  # a pipeline's server: serve the new adapter at once
         ctx.serving.offer(alias, version.version)
     output = "model" if llm else "policy"

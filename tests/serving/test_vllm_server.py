@@ -38,7 +38,11 @@ def _settings(fake: str, **kw: object) -> ServingConfig:
 def _adapter(path: Path) -> Path:
     path.mkdir(parents=True)
     (path / "adapter_config.json").write_text(json.dumps({"r": 4, "peft_type": "LORA"}))
-    (path / "adapter_model.safetensors").write_bytes(b"weights")
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    # Real (tiny, finite) safetensors: the registry refuses unreadable or NaN weights.
+    save_file({"lora_A": np.ones((4, 8), np.float32)}, str(path / "adapter_model.safetensors"))
     return path
 
 

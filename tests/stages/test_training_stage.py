@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from chimera_core.artifacts import LocalArtifactStore
 from chimera_core.cli.main import main
@@ -68,7 +70,8 @@ class RecordingAlgorithm:
         self.requests.append(request)
         if not self.save:
             request.output_dir.mkdir(parents=True)
-            (request.output_dir / "model.safetensors").write_bytes(b"full weights")
+            # Full (tiny, finite) weights, no adapter: what a policy alias registers.
+            save_file({"w": np.ones(2, np.float32)}, str(request.output_dir / "model.safetensors"))
             return TrainResult(output_dir=request.output_dir)
         assert request.base_model is not None
         random_adapter(request.base_model, request.output_dir, seed=len(self.requests))
