@@ -48,5 +48,10 @@ class ArtifactNotFound(ArtifactError):
     """The artifact does not exist."""
 
 
+class StorageFault(FaultError, ArtifactError):
+    """The store failed a write or read it should take (disk full, read-only, unreachable
+    after retries). Exit code 1; the message names the store or key and the OS or S3 error."""
+
+
 SKIP_EXIT_CODE = 99
 """``chimera stage --only`` exits with it when the stage is not selected (Airflow: skipped)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chimera_core.artifacts.base import (
     MANIFEST,
+    PROBE_PREFIX,
     ArtifactStore,
     join_key,
     normalize_key,
@@ -24,6 +25,7 @@ def open_store(config: ArtifactsConfig) -> ArtifactStore:
 
 __all__ = [
     "MANIFEST",
+    "PROBE_PREFIX",
     "ArtifactStore",
     "LocalArtifactStore",
     "join_key",

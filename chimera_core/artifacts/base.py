@@ -8,17 +8,28 @@ directory without a manifest is not published.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
+import logging
+import os
 import posixpath
+import secrets
+import socket
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from chimera_core.errors import ArtifactError
+from chimera_core.errors import ArtifactError, StorageFault
+
+log = logging.getLogger("chimera.artifacts")
 
 MANIFEST = "manifest.json"
+# Keys starting with this are the writability probe's (``check_writable``), never artifacts.
+PROBE_PREFIX = ".write-probe-"
+# A temp file of an in-flight write untouched this long was left by a killed writer.
+STALE_TEMP_S = 3600.0
 # Bytes in one key part. File systems allow 255 per name, and the local store's in-flight
 # write is ``.<name>.<8 random>.part``: 15 more. S3 would take longer parts, but a key must
 # mean the same thing in both backends (a run moves from one to the other).
@@ -63,6 +74,10 @@ class ArtifactStore(ABC):
         """The URI naming a key in this store (``file://...`` or ``s3://bucket/...``)."""
 
     @abstractmethod
+    def root_uri(self) -> str:
+        """The URI of the store itself (its directory, or bucket and prefix), for messages."""
+
+    @abstractmethod
     def put_file(self, key: str, src: Path) -> str:
         """Publish a local file atomically under key; return its URI."""
 
@@ -100,6 +115,26 @@ class ArtifactStore(ABC):
 
     # Shared behaviour built on the primitives above.
 
+    def check_writable(self) -> None:
+        """Write and delete a small probe object; a ``StorageFault`` naming the store if either
+        fails (read-only, full, refused). Cheap: stages call it before they start working."""
+        key = f"{PROBE_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            self.put_bytes(key, b"chimera write probe\n")
+            self.delete(key)
+        except ArtifactError as exc:
+            raise StorageFault(
+                f"the artifact store {self.root_uri()} is not writable: {exc}"
+            ) from exc
+
+    def clean_stale_temp(self, max_age_s: float = STALE_TEMP_S) -> Sequence[str]:
+        """Remove what killed writes left behind, untouched for ``max_age_s``; return it.
+
+        A backend whose writes leave nothing visible behind (S3: one PUT, or a multipart
+        upload aborted on failure) has nothing to clean.
+        """
+        return []
+
     def put_json(self, key: str, obj: Any) -> str:
         """Publish an object as indented JSON."""
         return self.put_bytes(key, json.dumps(obj, indent=2, sort_keys=True).encode())
@@ -117,16 +152,45 @@ class ArtifactStore(ABC):
         prefix = normalize_key(prefix)
         if not src.is_dir():
             raise ArtifactError(f"not a directory: {src}")
+        # A failure before the manifest removes what this call uploaded, unless the directory
+        # was published before (its files are then a published artifact's, damaged or not).
+        fresh = not self.is_published(prefix)
+        uploaded: builtins.list[str] = []
         files = {}
-        for path in sorted(p for p in src.rglob("*") if p.is_file()):
-            rel = path.relative_to(src).as_posix()
-            if rel == MANIFEST:
-                continue
-            self.put_file(join_key(prefix, rel), path)
-            files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-        manifest = {"files": files, "metadata": metadata or {}}
-        self.put_json(join_key(prefix, MANIFEST), manifest)
+        try:
+            for path in sorted(p for p in src.rglob("*") if p.is_file()):
+                rel = path.relative_to(src).as_posix()
+                if rel == MANIFEST:
+                    continue
+                key = join_key(prefix, rel)
+                uploaded.append(key)  # before the upload: a failed one may have landed
+                self.put_file(key, path)
+                files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+            manifest = {"files": files, "metadata": metadata or {}}
+            self.put_json(join_key(prefix, MANIFEST), manifest)
+        except Exception:
+            if fresh:
+                self._remove_partial(prefix, uploaded)
+            raise
         return self.uri(prefix)
+
+    def _remove_partial(self, prefix: str, keys: Sequence[str]) -> None:
+        """Delete the files of a directory upload that failed; warn about any left behind."""
+        left = []
+        for key in keys:
+            try:
+                self.delete(key)
+            except ArtifactError:
+                left.append(key)
+        if left:
+            log.warning(
+                "the failed upload of %s left %d file(s) the store would not delete (first: "
+                "%s); without a manifest they are not published, and the next upload replaces "
+                "them",
+                self.uri(prefix),
+                len(left),
+                self.uri(left[0]),
+            )
 
     def get_dir(self, prefix: str, dest: Path, verify: bool = True) -> Path:
         """Download a published directory, checking every file against its manifest."""

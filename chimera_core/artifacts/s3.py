@@ -2,7 +2,8 @@
 
 Writes are atomic (one PUT, or a multipart upload completed at the end). Downloads go to a
 ``.part`` file and resume with an HTTP Range after a dropped connection. Transient faults are
-retried with exponential backoff; configuration faults (credentials, bucket) are not.
+retried with exponential backoff, then reported as a ``StorageFault`` (exit code 1);
+configuration faults (credentials, bucket) are not retried.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tenacity import (
 )
 
 from chimera_core.artifacts.base import ArtifactStore, normalize_key
-from chimera_core.errors import ArtifactError, ArtifactNotFound
+from chimera_core.errors import ArtifactError, ArtifactNotFound, StorageFault
 
 if TYPE_CHECKING:
     from urllib3 import BaseHTTPResponse
@@ -260,6 +261,9 @@ class S3ArtifactStore(ArtifactStore):
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.object_name(key)}"
 
+    def root_uri(self) -> str:
+        return self._bucket_uri()
+
     # Error handling and retries.
 
     def _bucket_uri(self) -> str:
@@ -304,7 +308,7 @@ class S3ArtifactStore(ArtifactStore):
         else:
             detail = f"{type(exc).__name__}: {exc}"
         if _is_transient(exc):
-            return ArtifactError(
+            return StorageFault(
                 f"{what} {uri} failed after {attempts} attempt(s) ({detail}); "
                 f"is the S3 endpoint {self.endpoint_url} up and reachable? "
                 "(artifacts.max_retries sets the number of retries)"
@@ -382,6 +386,11 @@ class S3ArtifactStore(ArtifactStore):
         self._bucket_ok = True
         log.info("created bucket %s at %s", self.bucket, self.endpoint_url)
         return True
+
+    def check_writable(self) -> None:
+        """The probe write, after the bucket check: a missing bucket stays a config error."""
+        self._require_bucket()
+        super().check_writable()
 
     # Primitives.
 

@@ -10,7 +10,7 @@ import pytest
 from chimera_core.artifacts import LocalArtifactStore, open_store
 from chimera_core.artifacts import local as local_module
 from chimera_core.config.models import ArtifactsConfig
-from chimera_core.errors import ArtifactError
+from chimera_core.errors import ArtifactError, StorageFault
 
 
 def _all_files(root: Path) -> list[str]:
@@ -44,9 +44,10 @@ def test_failed_write_leaves_no_partial_object_and_no_stray_file(
     src.write_bytes(b"n" * 100_000)
     # The bytes are written, then the disk fills up before the rename.
     monkeypatch.setattr(local_module.os, "fsync", _fail_fsync)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(StorageFault, match="No space left") as err:
         local_store.put_file("runs/r1/weights.bin", src)
-    with pytest.raises(OSError, match="No space left"):
+    assert local_store.uri("runs/r1/weights.bin") in str(err.value)  # the key, not the temp file
+    with pytest.raises(StorageFault, match="No space left"):
         local_store.put_bytes("runs/r1/new.bin", b"n" * 100_000)
     monkeypatch.undo()
     assert local_store.get_bytes("runs/r1/weights.bin") == b"old, complete"
@@ -62,7 +63,7 @@ def test_failed_download_leaves_destination_untouched(
     dest.parent.mkdir()
     dest.write_bytes(b"previous")
     monkeypatch.setattr(local_module.os, "fsync", _fail_fsync)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageFault, match=f"{dest} .a download from the artifact store"):
         local_store.get_file("k", dest)
     assert dest.read_bytes() == b"previous"
     assert _all_files(dest.parent) == ["k"]
