@@ -3,7 +3,8 @@
 Each rollout binds every model alias to the LLM proxy's route for this rollout (so the proxy can
 attribute spans), passes the tracer's LangChain handler so node names reach the spans, retries
 faults with backoff, scores the final state with the reward plugins, and writes its
-``RolloutRecord`` to the artifact store, whatever happened. One bad rollout never stops a stage.
+``RolloutRecord`` to the artifact store, whatever happened. One bad rollout never stops a stage;
+a record the store would not take is logged, and the stage, finding it missing, fails.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from chimera_core.logs import get_logger
 from chimera_core.plugins import RewardInput, get_registry
 from chimera_core.rewards import compose_reward
 from chimera_core.rollouts.policies import BanditSupervisorPolicy
+from chimera_core.rollouts.storage import save_record
 from chimera_core.training.bandit import LinearBanditPolicy
 
 
@@ -240,7 +242,9 @@ class MedicalResearchAgent(LitAgent[dict[str, Any]]):
                 record.status = "failed"
                 record.error = f"reward: {type(exc).__name__}: {exc}"
                 log.error("%s\n%s", record.error, traceback.format_exc(limit=3))
-        self.store.put_json(spec.record_key, record.model_dump(mode="json"))
+        # A store that refuses the record is logged; the stage then finds it missing and fails
+        # naming the store. The reward still serves an online trainer.
+        save_record(self.store, spec.record_key, record)
         return record.reward
 
     def _record(

@@ -23,6 +23,7 @@ from rich.progress import (
 
 from chimera_core.artifacts import ArtifactStore
 from chimera_core.data.rollouts import RolloutRecord
+from chimera_core.errors import ArtifactError
 from chimera_core.logs import get_logger
 from chimera_core.plugins import get_registry
 from chimera_core.rollouts.storage import load_record
@@ -48,6 +49,7 @@ class RunInputs(agl.FastAlgorithm):
         self.artifacts = store
         self.tracker = tracker
         self.spans_key_of: dict[str, str] = {}
+        self.unsaved: dict[str, str] = {}  # spans key -> why the store refused it
 
     @with_llm_proxy()
     @with_store
@@ -70,9 +72,21 @@ class RunInputs(agl.FastAlgorithm):
             await self._save_spans(store, rollout_id)
 
     async def _save_spans(self, store: Any, rollout_id: str) -> None:
+        """Save a rollout's spans; a store that refuses them is logged, and the run goes on.
+
+        The stage finds the spans missing afterwards and fails naming the store (so the
+        rollout runs again on a rerun); meanwhile the other rollouts finish and are kept.
+        """
         spans = await store.query_spans(rollout_id, "latest")
         payload = [s.model_dump(mode="json") for s in spans]
-        self.artifacts.put_bytes(self.spans_key_of[rollout_id], json.dumps(payload).encode())
+        key = self.spans_key_of[rollout_id]
+        try:
+            self.artifacts.put_bytes(key, json.dumps(payload).encode())
+        except (ArtifactError, OSError) as exc:
+            self.unsaved[key] = str(exc)
+            log.error("the spans of rollout %s were not saved: %s", rollout_id, exc)
+        else:
+            self.unsaved.pop(key, None)
 
     async def _watch(self, store: Any, key_of: dict[str, str]) -> None:
         registry = get_registry()

@@ -2,7 +2,9 @@
 
 Each finished rollout is logged (W&B, metrics JSONL, the ``on_rollout_finished`` plugin hook)
 and its spans saved next to its record as it completes. Tasks whose record already says
-"succeeded" are not run again, so an interrupted (even killed) stage resumes where it stopped.
+"succeeded" and whose spans were saved are not run again, so an interrupted (even killed) stage
+resumes where it stopped. Rollouts whose record or spans the store refused (disk full, read-only)
+fail the stage with a ``StorageFault`` before it publishes anything.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from chimera_core.artifacts import ArtifactStore
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.data.tasks import ResearchTask
+from chimera_core.errors import ArtifactError, FaultError, StorageFault
 from chimera_core.lab.models import Endpoint
-from chimera_core.logs import get_logger
+from chimera_core.logs import ContextLogger, get_logger
 from chimera_core.plugins import check_config
 from chimera_core.rollouts.agl_env import prepare_agl_environment
 from chimera_core.rollouts.proxy import key_variables, proxy_model_list
@@ -47,11 +50,7 @@ def run_rollouts(
     """Run every task without a succeeded record; return all records (old and new)."""
     log = get_logger("rollouts", run_id=run_id, stage=stage)
     check_config(config)  # an unknown tool or reward fails before anything starts
-    done = {
-        t.id
-        for t in tasks
-        if (r := load_record(store, record_key(prefix, t.id))) and r.status == "succeeded"
-    }
+    done = {t.id for t in tasks if _is_done(store, prefix, t.id, log)}
     pending = [t for t in tasks if t.id not in done]
     if done:
         log.info("resuming: %d of %d tasks already done", len(done), len(tasks))
@@ -87,11 +86,83 @@ def run_rollouts(
         session.join()
         if session.exitcode != 0:
             log.error("rollout session exited with code %s", session.exitcode)
-    records = [load_record(store, record_key(prefix, t.id)) for t in tasks]
-    missing = [t.id for t, r in zip(tasks, records, strict=True) if r is None]
-    if missing:
-        log.error("%d rollouts left no record (runner died?): %s", len(missing), missing[:5])
-    return [r for r in records if r is not None]
+    records = {t.id: load_record(store, record_key(prefix, t.id)) for t in tasks}
+    if pending:
+        _check_saved(store, prefix, stage, pending, records, session.exitcode, log)
+    return [r for r in records.values() if r is not None]
+
+
+def _is_done(store: ArtifactStore, prefix: str, task_id: str, log: ContextLogger) -> bool:
+    """Whether a task's rollout is finished: its record says succeeded and its spans were saved.
+
+    A succeeded record without spans (the store refused them, or the process saving them was
+    killed) runs again: its traces are what the training stages learn from.
+    """
+    record = load_record(store, record_key(prefix, task_id))
+    if record is None or record.status != "succeeded":
+        return False
+    if store.exists(spans_key(prefix, task_id)):
+        return True
+    log.warning("task %s: its record was saved but not its spans; running it again", task_id)
+    return False
+
+
+def _check_saved(
+    store: ArtifactStore,
+    prefix: str,
+    stage: str,
+    pending: Sequence[ResearchTask],
+    records: Mapping[str, RolloutRecord | None],
+    exitcode: int | None,
+    log: ContextLogger,
+) -> None:
+    """Fail when rollouts of this session lost their record or spans to the store.
+
+    A missing record is a runner that died (counted as a failed rollout) unless the store
+    refuses writes now: then the record was lost to the store. Missing spans of a succeeded
+    rollout are always lost traces. Either way a fault is raised naming the store, its error and
+    the files not saved, before the stage publishes anything; a rerun runs those rollouts again.
+    """
+    no_record = [t.id for t in pending if records[t.id] is None]
+    no_spans = [
+        t.id
+        for t in pending
+        if (r := records[t.id]) is not None
+        and r.status == "succeeded"
+        and not store.exists(spans_key(prefix, t.id))
+    ]
+    if not no_record and not no_spans:
+        return
+    try:
+        store.check_writable()
+        fault = None
+    except ArtifactError as exc:
+        fault = exc
+    if fault is None:  # the store takes writes: a missing record is a runner that died
+        if no_record:
+            log.error(
+                "%d rollouts left no record (runner died?): %s", len(no_record), no_record[:5]
+            )
+        if not no_spans:
+            return
+        no_record = []
+    lost = [f"task {t} (record {store.uri(record_key(prefix, t))})" for t in no_record]
+    lost += [f"task {t} (spans {store.uri(spans_key(prefix, t))})" for t in no_spans]
+    more = f" and {len(lost) - 3} more" if len(lost) > 3 else ""
+    rerun = (
+        "nothing was published; rerun the same command once the store takes writes again: "
+        "the rollouts without a saved record and spans run again, the others are kept"
+    )
+    if fault is not None:
+        raise StorageFault(
+            f"stage {stage!r}: {len(lost)} rollout(s) lost their traces: {'; '.join(lost[:3])}"
+            f"{more}; {fault}; {rerun}"
+        ) from fault
+    raise FaultError(
+        f"stage {stage!r}: {len(lost)} rollout(s) lost their traces: {'; '.join(lost[:3])}"
+        f"{more}; the store takes writes again, so it refused them for a while, or the rollout "
+        f"session died (exit code {exitcode}): its log above names the error; {rerun}"
+    )
 
 
 def _session(

@@ -24,6 +24,21 @@ def spans_key(prefix: str, task_id: str) -> str:
     return join_key(prefix, "spans", f"{task_id}.json")
 
 
+def save_record(store: ArtifactStore, key: str, record: RolloutRecord) -> bool:
+    """Write a rollout's record; return whether the store took it.
+
+    A store that refuses it (disk full, read-only, unreachable) is logged, naming the key and
+    the error, and does not raise: the rollout is over either way, and the stage, finding the
+    record missing, fails naming the store (``run_rollouts``) so a rerun runs it again.
+    """
+    try:
+        store.put_json(key, record.model_dump(mode="json"))
+    except (ArtifactError, OSError) as exc:
+        log.error("task %s: its rollout record was not saved: %s", record.task_id, exc)
+        return False
+    return True
+
+
 def load_record(store: ArtifactStore, key: str) -> RolloutRecord | None:
     """A stored record, or None when it does not exist yet or cannot be read.
 

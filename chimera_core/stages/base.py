@@ -24,7 +24,7 @@ from chimera_core.artifacts.lock import StoreLock
 from chimera_core.config.models import ChimeraConfig
 from chimera_core.data.dataset import DATASET_PREFIX, current_version, load_task_dataset
 from chimera_core.data.tasks import ResearchTask
-from chimera_core.errors import ArtifactNotFound, ChimeraError, DataError
+from chimera_core.errors import ArtifactNotFound, ChimeraError, DataError, StorageFault
 from chimera_core.logs import ContextLogger, get_logger
 from chimera_core.model_registry import ModelRegistry
 from chimera_core.peak_rss import PeakRSS
@@ -215,6 +215,9 @@ def execute_stage(
     One process at a time runs a stage of a run: it holds ``runs/<run_id>/<stage>/lock.json``
     in the artifact store while it works. Another one finding the lock held fails at once
     (exit 2, naming the holder) or, with ``wait``, waits for it and then reuses its result.
+
+    Before any work the store is probed with a small write (a read-only or full store fails
+    here, not after minutes of rollouts), and temp files of writes killed long ago are removed.
     """
     store = store or open_store(config.artifacts)
     plugins = get_registry()
@@ -222,6 +225,16 @@ def execute_stage(
     result_key = ctx.key(RESULT)
     if not force and store.exists(result_key):
         return _reused(ctx, result_key)
+    try:
+        store.check_writable()
+    except StorageFault as exc:
+        raise StorageFault(
+            f"stage {name!r} of run {run_id!r} not started, nothing written: {exc}"
+        ) from exc
+    if stale := store.clean_stale_temp():
+        ctx.log.warning(
+            "removed %d temp file(s) of writes killed long ago (first: %s)", len(stale), stale[0]
+        )
     lock = StoreLock(
         store,
         ctx.key(LOCK),

@@ -156,11 +156,20 @@ def run(ctx: StageContext) -> StageResult:
     metrics["n_failed"] = len(failed) + len(tasks) - len(records)  # no record: runner died
     ctx.log.info("%d rollouts succeeded, %d failed", metrics["n_succeeded"], metrics["n_failed"])
     if metrics["n_failed"] > cfg.max_failure_rate * len(tasks):
-        first = failed[0].error if failed else "a runner died without a record"
+        # run_rollouts already failed if the store lost records; these runners died.
+        no_record = len(tasks) - len(records)
+        why = [f"first error: {failed[0].error}"] if failed else []
+        if no_record:
+            why.append(f"{no_record} rollout(s) left no record: their runner died")
+        kept = (
+            f"the {len(records)} record(s) written are kept in {ctx.store.uri(prefix)}"
+            if records
+            else "no record was written"
+        )
         raise ChimeraError(
             f"{metrics['n_failed']} of {len(tasks)} rollouts failed, more than "
-            f"stages.gather.max_failure_rate={cfg.max_failure_rate} (first error: {first}); "
-            f"records kept in {ctx.store.uri(prefix)}, rerun the same run id to retry the failed"
+            f"stages.gather.max_failure_rate={cfg.max_failure_rate} ({'; '.join(why)}); "
+            f"{kept}; rerun the same run id to retry the failed rollouts"
         )
     return StageResult(
         stage=ctx.stage,
