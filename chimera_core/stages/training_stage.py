@@ -157,6 +157,28 @@ def online_lab(
     return open_lab
 
 
+def _incomplete_version(ctx: StageContext, alias: str) -> bool:
+    """Whether an earlier attempt of this stage registered ``<stage>-<run id>`` but stored no
+    result (the store failed, or the process died, between the two).
+
+    Such a version is never reused as this attempt's: it is kept (versions are immutable, and
+    one may have been served or promoted by hand) and the new one is registered beside it.
+    """
+    version = f"{ctx.stage}-{ctx.run_id}"
+    if ctx.has_result(ctx.stage) or version not in ctx.models.versions(alias):
+        return False
+    ctx.log.warning(
+        "version %s of %s was registered by an earlier attempt of this stage that stored no "
+        "result (%s is missing); it is kept but not reused: what this attempt trains is "
+        "registered as %s-2 (or the next free number)",
+        version,
+        alias,
+        ctx.store.uri(ctx.key("result.json")),
+        version,
+    )
+    return True
+
+
 def run_training_stage(ctx: StageContext, alias: str, *, llm: bool) -> StageResult:
     """Train ``alias`` with the stage's algorithm; register the result as a new version.
 
@@ -171,6 +193,7 @@ def run_training_stage(ctx: StageContext, alias: str, *, llm: bool) -> StageResu
     data = gathered_training_data(ctx, llm=llm)
     registry = ctx.models
     parent = registry.champion(alias)
+    new_revision = ctx.force or _incomplete_version(ctx, alias)
     base_dir: Path | None = None
     parent_dir: Path | None = None
     if llm:
@@ -225,8 +248,9 @@ def run_training_stage(ctx: StageContext, alias: str, *, llm: bool) -> StageResu
                 config=result.config,
                 metrics=metrics,
                 task_ids=trained_task_ids(data),
-                # --force retrains: keep what it trained (as <stage>-<run id>-N), not the old one
-                new_revision=ctx.force,
+                # --force retrains, or an earlier attempt registered the version but stored no
+                # result: keep what this one trained (as <stage>-<run id>-N), not the old one
+                new_revision=new_revision,
             )
         except ModelFileError as exc:  # NaN/Inf or unreadable weights: say which trainer
             raise ModelFileError(f"algorithm {algorithm.name!r} trained {alias}: {exc}") from None
