@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from chimera_core.artifacts import ArtifactStore, join_key
 from chimera_core.data.rollouts import RolloutRecord
-from chimera_core.errors import ArtifactError, ArtifactNotFound
+from chimera_core.errors import ArtifactError, ArtifactNotFound, StorageFault
 from chimera_core.logs import get_logger
 
 log = get_logger("rollouts")
@@ -43,12 +43,15 @@ def load_record(store: ArtifactStore, key: str) -> RolloutRecord | None:
     """A stored record, or None when it does not exist yet or cannot be read.
 
     An unreadable record (truncated upload, hand edit, older schema) counts as absent, with a
-    warning naming it: its task runs again instead of one file stopping the whole stage.
+    warning naming it: its task runs again instead of one file stopping the whole stage. A store
+    that fails the read (``StorageFault``: unreachable after retries, an I/O error) raises.
     """
     try:
         return RolloutRecord.model_validate(store.get_json(key))
     except ArtifactNotFound:
         return None
+    except StorageFault:  # the store failed the read: the record may be fine, nothing to guess
+        raise
     except (ArtifactError, ValidationError) as exc:
         reason = str(exc).splitlines()[0]
         log.warning("unreadable rollout record %s (%s); treated as absent", store.uri(key), reason)
@@ -72,6 +75,8 @@ def read_spans(store: ArtifactStore, prefix: str, task_id: str) -> list[dict[str
         spans = store.get_json(key)
     except ArtifactNotFound:
         return None
+    except StorageFault:
+        raise
     except ArtifactError as exc:
         log.warning("unreadable spans %s (%s); treated as absent", store.uri(key), exc)
         return None
