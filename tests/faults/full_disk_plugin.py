@@ -2,7 +2,7 @@
 
 Loaded through CHIMERA_PLUGIN_MODULES, which each process (the CLI, the rollout session, its
 runners) imports with its plugins before it writes a record or spans. While the file named by
-``CHIMERA_TEST_DISK_FULL`` exists, the local store's writes fail where they would on a full
+``TEST_FAULT_DISK_FULL`` exists, the local store's writes fail where they would on a full
 disk (creating and filling the temp file) with ``No space left on device``. It registers no
 hooks; it is a test's fault injection, never a plugin to ship.
 """
@@ -17,7 +17,7 @@ from typing import IO
 
 from chimera_core.artifacts import LocalArtifactStore
 
-FLAG_ENV = "CHIMERA_TEST_DISK_FULL"
+FLAG_ENV = "TEST_FAULT_DISK_FULL"  # not CHIMERA_*: those are configuration
 
 
 def install() -> None:
