@@ -210,8 +210,8 @@ def test_a_real_gather_on_a_disk_that_fills_up_fails_and_resumes(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The gather of tests/stages/test_gather.py (runner and session processes, a scripted model
-    server); the disk fills up in every process once the first rollout's spans are saved."""
+    """The gather of tests/faults/test_gather_faults.py (runner and session processes, a scripted
+    model server); the disk fills up in every process once the first rollout's spans are saved."""
     from tests.lab.fake_openai import fake_openai_server
 
     flag = tmp_path / "disk-is-full"

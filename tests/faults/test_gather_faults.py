@@ -1,8 +1,10 @@
-"""The gather stage for real (Agent Lightning store, proxy and runners), a scripted model behind it.
+"""Faults during a real gather (Agent Lightning store, proxy, runners), a scripted model behind.
 
-The model is a fake OpenAI server, so these tests check the stage's bookkeeping: a killed
-gather resumes without redoing finished rollouts, and a model server that is down yields
-failed records with their reason, a failed stage, and a rerun that completes once it is back.
+The model is a fake OpenAI (or fake vLLM) server, so these tests check the stage's bookkeeping:
+a killed gather resumes without redoing finished rollouts; a model server that is down yields
+failed records with their reason, a failed stage, and a rerun that completes once it is back;
+one killed mid-gather is restarted, or, if it stays dead, reported as dead and a rerun
+completes. Each ends with every task's record and spans, finished rollouts keeping their ids.
 """
 
 from __future__ import annotations
@@ -189,6 +191,18 @@ def test_a_model_server_that_stays_dead_is_reported_as_such(
         args = ["stage", "gather", "--run-id", "dead", "--limit", "3", "--profile", str(profile)]
         assert main(args) == 1  # a fault, not a user error
         killer.join(5)
+        assert "the vLLM server died" in capsys.readouterr().err
+        before = _records(tmp_path, "dead")
+        finished = {k: r for k, r in before.items() if r.status == "succeeded"}
+        assert finished, "the rollout that finished before the kill is kept"
+
+        # Nothing lost: the same command starts a server again and completes the rest.
+        assert main(args) == 0
     finally:
         del os.environ["FAKE_VLLM_DELAY_S"]
-    assert "the vLLM server died" in capsys.readouterr().err
+    after = _records(tmp_path, "dead")
+    assert len(after) == 3 and all(r.status == "succeeded" for r in after.values())
+    for task_id, record in finished.items():
+        assert after[task_id].rollout_id == record.rollout_id  # not run again
+    spans = _rollouts(tmp_path, "dead") / "spans"
+    assert all((spans / f"{task_id}.json").stat().st_size > 2 for task_id in after)
