@@ -23,6 +23,7 @@ import yaml
 
 from chimera_core.cli.main import main
 from chimera_core.data.rollouts import RolloutRecord
+from tests.faults.scripted_gather import profile as scripted_profile
 from tests.lab.fake_openai import fake_openai_server
 from tests.net import free_port
 
@@ -30,19 +31,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 CHIMERA = str(Path(sys.executable).parent / "chimera")
-
-
-def _profile(tmp_path: Path, url: str, data_file: Path) -> Path:
-    data: dict[str, Any] = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
-    for alias in data["models"].values():
-        alias.update(backend="openai", base_url=url, max_retries=0, timeout_s=20)
-    data["data"] = {"source": "file", "file": str(data_file)}
-    data["artifacts"] = {"backend": "local", "local_root": str(tmp_path / "artifacts")}
-    data["tracking"] = {"wandb_mode": "disabled", "wandb_dir": str(tmp_path / "wandb")}
-    data["stages"]["gather"].update(n_runners=1, max_attempts=2, retry_backoff_s=0.1)
-    path = tmp_path / "profile.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def _rollouts(tmp_path: Path, run_id: str) -> Path:
@@ -61,7 +49,7 @@ def test_a_killed_gather_resumes_without_redoing_finished_rollouts(
     tmp_path: Path, pubmedqa_file: Path
 ) -> None:
     with fake_openai_server(delay_s=0.3) as fake:
-        profile = _profile(tmp_path, fake.url, pubmedqa_file)
+        profile = scripted_profile(tmp_path, pubmedqa_file, fake.url)
         assert main(["stage", "ingest", "--run-id", "r1", "--profile", str(profile)]) == 0
         args = [CHIMERA, "stage", "gather", "--run-id", "r1", "--limit", "3"]
         proc = subprocess.Popen(
@@ -97,7 +85,7 @@ def test_a_model_server_that_is_down_fails_each_rollout_with_its_reason(
     tmp_path: Path, pubmedqa_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    profile = _profile(tmp_path, dead, pubmedqa_file)
+    profile = scripted_profile(tmp_path, pubmedqa_file, dead)
     args = ["stage", "gather", "--run-id", "down", "--limit", "2", "--profile", str(profile)]
     assert main(["stage", "ingest", "--run-id", "down", "--profile", str(profile)]) == 0
 
