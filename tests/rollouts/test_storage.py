@@ -17,22 +17,9 @@ from chimera_core.rollouts.storage import (
     record_key,
     spans_key,
 )
+from tests.rollouts.records import make_record
 
 PREFIX = "runs/r1/gather/rollouts"
-
-
-def _record(task_id: str, **fields: object) -> RolloutRecord:
-    values: dict[str, object] = {
-        "rollout_id": f"ro-{task_id}",
-        "run_id": "r1",
-        "stage": "gather",
-        "task_id": task_id,
-        "status": "succeeded",
-        "reward": 0.5,
-        "expected_decision": "yes",
-    }
-    values.update(fields)
-    return RolloutRecord.model_validate(values)
 
 
 @pytest.fixture
@@ -55,7 +42,7 @@ def test_records_and_spans_sit_side_by_side_under_the_prefix() -> None:
 
 
 def test_a_record_round_trips_through_the_store(store: LocalArtifactStore) -> None:
-    record = _record(
+    record = make_record(
         "1",
         reward_components={"decision_alignment": 1.0},
         usage={"Geneticist": {"calls": 2, "prompt_tokens": 10, "completion_tokens": 5}},
@@ -80,8 +67,8 @@ def test_load_records_reads_every_record_of_the_prefix_in_key_order(
     store: LocalArtifactStore,
 ) -> None:
     for task_id in ("30", "1", "200"):
-        _put(store, _record(task_id))
-    _put(store, _record("9"), prefix="runs/r1/evaluate/rollouts")  # another stage's
+        _put(store, make_record(task_id))
+    _put(store, make_record("9"), prefix="runs/r1/evaluate/rollouts")  # another stage's
     store.put_json(spans_key(PREFIX, "1"), [])  # spans are not records
     store.put_bytes(f"{PREFIX}/records/notes.txt", b"not a record")
     # An in-flight write of the local store (a temp file) is not listed either.
@@ -102,7 +89,9 @@ def test_spans_are_read_back_as_saved(store: LocalArtifactStore) -> None:
 
 
 def test_a_failed_record_keeps_its_reason(store: LocalArtifactStore) -> None:
-    record = _record("1", status="failed", error="ConnectError: refused", reward=None, attempts=3)
+    record = make_record(
+        "1", status="failed", error="ConnectError: refused", reward=None, attempts=3
+    )
     loaded = load_record(store, _put(store, record))
     assert loaded is not None
     assert (loaded.status, loaded.error, loaded.attempts, loaded.reward) == (
@@ -138,9 +127,9 @@ def test_a_corrupt_record_counts_as_absent_so_its_task_runs_again(
 def test_load_records_skips_a_corrupt_record_and_keeps_the_rest(
     store: LocalArtifactStore, content: bytes
 ) -> None:
-    _put(store, _record("1"))
+    _put(store, make_record("1"))
     store.put_bytes(record_key(PREFIX, "2"), content)
-    _put(store, _record("3"))
+    _put(store, make_record("3"))
     assert [r.task_id for r in load_records(store, PREFIX)] == ["1", "3"]
 
 
