@@ -158,6 +158,16 @@ PER_ROLLOUT: dict[str, Callable[[RolloutRecord], float]] = {
 # them on every resample of the tasks.
 RESAMPLED = ("macro_f1",)
 COMPARED = (*PER_ROLLOUT, *RESAMPLED)
+# ``reward:<name>`` compares one reward component (what the judge adds, what the label adds).
+COMPONENT = "reward:"
+
+
+def _per_rollout(metric: str) -> Callable[[RolloutRecord], float]:
+    """The per-rollout value of a metric; a component is NaN where it did not score."""
+    if metric.startswith(COMPONENT):
+        name = metric.removeprefix(COMPONENT)
+        return lambda r: r.reward_components.get(name, float("nan"))
+    return PER_ROLLOUT[metric]
 
 
 def _pairs(
@@ -206,20 +216,21 @@ def paired_bootstrap(
 ) -> PairedComparison:
     """Bootstrap the mean per-task difference over tasks both sets ran.
 
-    A ``RESAMPLED`` metric goes to ``paired_bootstrap_resampled``.
+    A ``RESAMPLED`` metric goes to ``paired_bootstrap_resampled``; a reward component
+    (``reward:<name>``) pairs only the tasks where both rollouts were scored by it.
     """
     if metric in RESAMPLED:
         return paired_bootstrap_resampled(baseline, challenger, metric, samples, confidence, seed)
-    value = PER_ROLLOUT[metric]
-    pairs = _pairs(baseline, challenger)
-    if not pairs:
+    value = _per_rollout(metric)
+    both = [(value(b), value(c)) for b, c in _pairs(baseline, challenger)]
+    scored = np.asarray([v for v in both if not np.isnan(v).any()], dtype=float).reshape(-1, 2)
+    if not len(scored):
         return _no_pairs(metric, confidence)
-    b = np.asarray([value(p[0]) for p in pairs])
-    c = np.asarray([value(p[1]) for p in pairs])
+    b, c = scored[:, 0], scored[:, 1]
     diff = c - b
     idx = np.random.default_rng(seed).integers(0, len(diff), size=(samples, len(diff)))
     values = (float(b.mean()), float(c.mean()), float(diff.mean()))
-    return _comparison(metric, len(pairs), values, diff[idx].mean(axis=1), confidence)
+    return _comparison(metric, len(diff), values, diff[idx].mean(axis=1), confidence)
 
 
 def paired_bootstrap_resampled(

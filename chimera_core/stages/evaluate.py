@@ -15,7 +15,13 @@ from typing import Any
 
 from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.errors import ChimeraError
-from chimera_core.evaluation.metrics import COMPARED, EvalMetrics, compute_metrics, paired_bootstrap
+from chimera_core.evaluation.metrics import (
+    COMPARED,
+    COMPONENT,
+    EvalMetrics,
+    compute_metrics,
+    paired_bootstrap,
+)
 from chimera_core.evaluation.report import EvalSetup, StageRun, write_report
 from chimera_core.model_registry import ModelRegistry
 from chimera_core.rollouts.storage import load_records
@@ -160,7 +166,7 @@ def run(ctx: StageContext) -> StageResult:
             paired_bootstrap(
                 records[baseline_label], records["challenger"], m, samples=cfg.bootstrap_samples
             )
-            for m in COMPARED
+            for m in (*COMPARED, *(f"{COMPONENT}{c}" for c in ctx.config.rewards.weights))
         ]
     gathered: list[float] | None = None
     if ctx.has_result("gather"):

@@ -69,6 +69,16 @@ def test_paired_bootstrap_detects_a_consistent_gain() -> None:
     assert paired_bootstrap(base, [], "mean_reward").n_pairs == 0
 
 
+def test_a_reward_component_is_compared_on_the_tasks_both_rollouts_scored() -> None:
+    base = [_rec(str(i), "yes", "no", "NO-GO", 0.2) for i in range(30)]
+    better = [_rec(str(i), "yes", "yes", "GO", 0.7) for i in range(30)]
+    better[0].reward_components = {}  # the judge failed on task 0: that pair is left out
+    cmp = paired_bootstrap(base, better, "reward:llm_judge")
+    assert cmp.n_pairs == 29 and cmp.delta == pytest.approx(0.5) and cmp.significant
+    assert cmp.baseline == pytest.approx(0.2) and cmp.challenger == pytest.approx(0.7)
+    assert paired_bootstrap(base, better, "reward:protocol_rubric").n_pairs == 0  # never scored
+
+
 def _sklearn_macro_f1(truth: list[str], pred: list[str]) -> float:
     present = [lb for lb in LABELS if lb in truth]
     return float(f1_score(truth, pred, labels=present, average="macro", zero_division=0))

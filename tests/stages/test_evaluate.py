@@ -125,7 +125,11 @@ def test_evaluate_reports_what_it_ran_on(ran: tuple[StageResult, Path]) -> None:
 def test_evaluate_compares_macro_f1_pairwise(ran: tuple[StageResult, Path]) -> None:
     result, _ = ran
     comparisons = {c["metric"]: c for c in result.metrics["comparisons"]}
-    assert list(comparisons) == list(COMPARED)
+    components = [f"reward:{name}" for name in ("llm_judge", "decision_alignment")]
+    assert list(comparisons)[: len(COMPARED)] == list(COMPARED)
+    assert set(comparisons) - set(COMPARED) >= set(components)  # each weighted component
+    label = comparisons["reward:decision_alignment"]
+    assert label["n_pairs"] == 5 and label["delta"] == pytest.approx(1.0)
     f1 = comparisons["macro_f1"]
     assert f1["n_pairs"] == 5 and f1["challenger"] == 1.0
     assert f1["baseline"] == pytest.approx(result.metrics["base.macro_f1"])
