@@ -127,6 +127,8 @@ class PIDecision(Output):
     def _decision_label(cls, value: Any) -> Any:
         # A yes/no answer given as the decision is the obvious GO/NO-GO.
         label = _upper_label(value)
+        if not isinstance(label, str):  # a list or object (unconstrained sampling): invalid
+            return label
         return {"YES": "GO", "NO": "NO-GO", "NOGO": "NO-GO"}.get(label, label)
 
     @field_validator("answer", mode="before")

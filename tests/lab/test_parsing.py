@@ -86,6 +86,14 @@ def test_answer_values_outside_the_schema_fail() -> None:
         parse_output('{"hypothesis": ""}', JuniorResearch)
 
 
+@pytest.mark.parametrize("decision", ['{"go": true}', '["GO"]', "null", "1"])
+def test_a_decision_of_the_wrong_type_is_an_output_error(decision: str) -> None:
+    # What a role writes without the decoding schema (GRPO samples freely): a parse failure
+    # that scores 0, not a TypeError that stops the trainer.
+    with pytest.raises(OutputError, match="final_decision"):
+        parse_output(f'{{"final_decision": {decision}, "answer": "yes"}}', PIDecision)
+
+
 def test_repair_is_asked_once_with_the_error() -> None:
     asked: list[str] = []
 
