@@ -53,6 +53,11 @@ def profile(tmp_path: Path, data_file: Path, url: str = "http://127.0.0.1:9/v1")
     return path
 
 
+def gather_args(run_id: str, prof: Path) -> list[str]:
+    """The command line of a three-task gather of run_id on the profile prof."""
+    return ["stage", "gather", "--run-id", run_id, "--limit", "3", "--profile", str(prof)]
+
+
 def files(root: Path) -> list[str]:
     """Every file under root (temp files included), relative, sorted."""
     if not root.is_dir():

@@ -24,7 +24,7 @@ from chimera_core.cli.main import main
 from chimera_core.data.rollouts import RolloutRecord
 from chimera_core.plugins import get_registry
 from tests.faults import full_disk_plugin
-from tests.faults.scripted_gather import disk_full, files, profile, scripted_sessions
+from tests.faults.scripted_gather import disk_full, files, gather_args, profile, scripted_sessions
 
 
 def _stage_dir(tmp_path: Path, run_id: str, stage: str = "gather") -> Path:
@@ -50,10 +50,6 @@ def _result(tmp_path: Path, run_id: str, stage: str = "gather") -> dict[str, Any
     return result
 
 
-def _gather(run_id: str, prof: Path) -> list[str]:
-    return ["stage", "gather", "--run-id", run_id, "--limit", "3", "--profile", str(prof)]
-
-
 def _store_uri(tmp_path: Path) -> str:
     return (tmp_path / "artifacts").resolve().as_uri()
 
@@ -76,7 +72,7 @@ def test_disk_full_mid_gather_fails_naming_the_store_and_a_rerun_runs_only_the_l
     sessions = scripted_sessions(monkeypatch, fill_disk)
     refusal = disk_full(monkeypatch, lambda target: full.is_set())
 
-    assert main(_gather("r1", prof)) == 1  # a fault
+    assert main(gather_args("r1", prof)) == 1  # a fault
     err = capsys.readouterr().err
     first, *lost = sessions.ran[0]
     assert len(lost) == 2 and refusal.refused
@@ -97,7 +93,7 @@ def test_disk_full_mid_gather_fails_naming_the_store_and_a_rerun_runs_only_the_l
     kept = _records(tmp_path, "r1")[first].rollout_id
 
     full.clear()  # space is back: the same command completes
-    assert main(_gather("r1", prof)) == 0
+    assert main(gather_args("r1", prof)) == 0
     assert sessions.ran[1] == lost  # exactly the rollouts without a saved record ran again
     records = _records(tmp_path, "r1")
     assert set(records) == {first, *lost} and all(r.status == "succeeded" for r in records.values())
@@ -105,7 +101,7 @@ def test_disk_full_mid_gather_fails_naming_the_store_and_a_rerun_runs_only_the_l
     assert _spans(tmp_path, "r1") == set(records)
 
     # What a clean run of the same tasks gives.
-    assert main(_gather("clean", prof)) == 0
+    assert main(gather_args("clean", prof)) == 0
     assert _result(tmp_path, "r1")["metrics"] == _result(tmp_path, "clean")["metrics"]
     assert _result(tmp_path, "r1")["metrics"]["n_succeeded"] == 3
 
@@ -129,7 +125,7 @@ def test_spans_the_store_refused_fail_the_stage_and_only_that_rollout_runs_again
 
     disk_full(monkeypatch, second_spans)
     caplog.set_level(logging.ERROR)
-    assert main(_gather("r1", prof)) == 1
+    assert main(gather_args("r1", prof)) == 1
     err = capsys.readouterr().err
     lost = sessions.ran[0][1]
     spans_uri = f"{_store_uri(tmp_path)}/runs/r1/gather/rollouts/spans/{lost}.json"
@@ -141,7 +137,7 @@ def test_spans_the_store_refused_fail_the_stage_and_only_that_rollout_runs_again
     assert not (_stage_dir(tmp_path, "r1") / "result.json").exists()
     before = {t: r.rollout_id for t, r in _records(tmp_path, "r1").items()}
 
-    assert main(_gather("r1", prof)) == 0
+    assert main(gather_args("r1", prof)) == 0
     assert sessions.ran[1] == [lost]
     after = {t: r.rollout_id for t, r in _records(tmp_path, "r1").items()}
     assert {t: v for t, v in after.items() if t != lost} == {
@@ -162,7 +158,7 @@ def test_a_training_stage_whose_result_was_refused_is_not_reused_half_done(
     scripted_sessions(monkeypatch)
     for run_id in ("r1", "clean"):
         assert main(["stage", "ingest", "--run-id", run_id, "--profile", str(prof)]) == 0
-        assert main(_gather(run_id, prof)) == 0
+        assert main(gather_args(run_id, prof)) == 0
     store = LocalArtifactStore(tmp_path / "artifacts")
     bandit = ["stage", "bandit", "--profile", str(prof), "--run-id"]
     assert main([*bandit, "clean"]) == 0
@@ -234,7 +230,7 @@ def test_a_real_gather_on_a_disk_that_fills_up_fails_and_resumes(
             assert main(["stage", "ingest", "--run-id", "r1", "--profile", str(prof)]) == 0
             filler = threading.Thread(target=fill_disk_after_first_spans, daemon=True)
             filler.start()
-            assert main(_gather("r1", prof)) == 1
+            assert main(gather_args("r1", prof)) == 1
             filler.join(5)
             err = capsys.readouterr().err
             assert "No space left on device" in err and "lost their traces" in err
@@ -249,7 +245,7 @@ def test_a_real_gather_on_a_disk_that_fills_up_fails_and_resumes(
                 assert f"records/{task_id}.json" in err or f"spans/{task_id}.json" in err
 
             flag.unlink()  # space is back
-            assert main(_gather("r1", prof)) == 0
+            assert main(gather_args("r1", prof)) == 0
     finally:
         get_registry.cache_clear()
     after = _records(tmp_path, "r1")

@@ -26,17 +26,19 @@ from chimera_core.config import load_config
 from chimera_core.errors import ArtifactError, StorageFault
 from chimera_core.stages.base import StageContext, StageResult, execute_stage
 from tests.artifacts.conftest import make_s3_store, unique_bucket
-from tests.faults.scripted_gather import files, profile, refuse_writes, scripted_sessions
+from tests.faults.scripted_gather import (
+    files,
+    gather_args,
+    profile,
+    refuse_writes,
+    scripted_sessions,
+)
 
 READ_ONLY = "[Errno 30] Read-only file system"
 
 
 def _uri(root: Path) -> str:
     return root.resolve().as_uri()
-
-
-def _gather(run_id: str, prof: Path) -> list[str]:
-    return ["stage", "gather", "--run-id", run_id, "--limit", "3", "--profile", str(prof)]
 
 
 def _clean_err(err: str) -> None:
@@ -89,7 +91,7 @@ def test_gather_on_a_read_only_store_fails_before_any_rollout(
     sessions = scripted_sessions(monkeypatch)
     with monkeypatch.context() as m:
         refuse_writes(m, errno.EROFS)
-        assert main(_gather("r1", prof)) == 1
+        assert main(gather_args("r1", prof)) == 1
     err = capsys.readouterr().err
     assert sessions.ran == []  # not one rollout (it used to run them all, then fail)
     assert "stage 'gather' of run 'r1' not started, nothing written" in err
@@ -98,7 +100,7 @@ def test_gather_on_a_read_only_store_fails_before_any_rollout(
     _clean_err(err)
     assert files(tmp_path / "artifacts") == before  # no lock, no rollout, no result
 
-    assert main(_gather("r1", prof)) == 0
+    assert main(gather_args("r1", prof)) == 0
     assert len(sessions.ran) == 1 and len(sessions.ran[0]) == 3
 
 
@@ -118,7 +120,7 @@ def test_a_store_turning_read_only_mid_gather_is_named_not_blamed_on_a_dead_runn
 
     sessions = scripted_sessions(monkeypatch, remount)
     refuse_writes(monkeypatch, errno.EROFS, lambda target: read_only.is_set())
-    assert main(_gather("r1", prof)) == 1
+    assert main(gather_args("r1", prof)) == 1
     err = capsys.readouterr().err
     assert "2 rollout(s) lost their traces" in err and READ_ONLY in err
     assert f"the artifact store {_uri(tmp_path / 'artifacts')} is not writable" in err
@@ -127,7 +129,7 @@ def test_a_store_turning_read_only_mid_gather_is_named_not_blamed_on_a_dead_runn
     assert not (tmp_path / "artifacts/runs/r1/gather/result.json").exists()
 
     read_only.clear()
-    assert main(_gather("r1", prof)) == 0
+    assert main(gather_args("r1", prof)) == 0
     assert sessions.ran[1] == sessions.ran[0][1:]
 
 
@@ -140,7 +142,7 @@ def test_runners_that_died_without_a_record_are_not_said_to_have_kept_any(
     prof = profile(tmp_path, pubmedqa_file)
     assert main(["stage", "ingest", "--run-id", "r1", "--profile", str(prof)]) == 0
     scripted_sessions(monkeypatch, write_record=False)  # the store is fine: runners died
-    assert main(_gather("r1", prof)) == 2
+    assert main(gather_args("r1", prof)) == 2
     err = capsys.readouterr().err
     assert "3 of 3 rollouts failed" in err
     assert "3 rollout(s) left no record: their runner died" in err
@@ -157,7 +159,7 @@ def test_a_training_stage_on_a_read_only_store_trains_nothing(
     prof = profile(tmp_path, pubmedqa_file)
     scripted_sessions(monkeypatch)
     assert main(["stage", "ingest", "--run-id", "r1", "--profile", str(prof)]) == 0
-    assert main(_gather("r1", prof)) == 0
+    assert main(gather_args("r1", prof)) == 0
     before = files(tmp_path / "artifacts")
     bandit = ["stage", "bandit", "--run-id", "r1", "--profile", str(prof)]
     with monkeypatch.context() as m:

@@ -20,7 +20,7 @@ from chimera_core.cli.main import main
 from chimera_core.data.rollouts import RolloutRecord
 from tests.artifacts.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, make_s3_store, unique_bucket
 from tests.artifacts.fault_proxy import FaultProxy
-from tests.faults.scripted_gather import profile, scripted_sessions
+from tests.faults.scripted_gather import gather_args, profile, scripted_sessions
 
 
 @pytest.fixture
@@ -47,10 +47,6 @@ def _s3_profile(tmp_path: Path, data_file: Path, endpoint: str, bucket: str) -> 
     return path
 
 
-def _gather(run_id: str, prof: Path) -> list[str]:
-    return ["stage", "gather", "--run-id", run_id, "--limit", "3", "--profile", str(prof)]
-
-
 def _trace_dataset(store: S3ArtifactStore, run_id: str) -> dict[str, tuple[str, bool]]:
     """Task id -> (status, spans saved) of a run's gather, read back from the bucket."""
     prefix = f"runs/{run_id}/gather/rollouts"
@@ -69,11 +65,11 @@ def test_uploads_cut_mid_transfer_are_retried_and_the_gather_equals_a_clean_one(
     assert main(["stage", "ingest", "--run-id", "r1", "--profile", str(direct)]) == 0
     assert main(["stage", "ingest", "--run-id", "clean", "--profile", str(direct)]) == 0
     scripted_sessions(monkeypatch)
-    assert main(_gather("clean", direct)) == 0
+    assert main(gather_args("clean", direct)) == 0
 
     with FaultProxy(s3_server, drop_puts_every=3, lifetime=120) as proxy:
         faulty = _s3_profile(tmp_path, pubmedqa_file, proxy.endpoint, bucket)
-        assert main(_gather("r1", faulty)) == 0
+        assert main(gather_args("r1", faulty)) == 0
     assert proxy.put_drops >= 3  # records, spans and the result went through the cuts
 
     store = make_s3_store(s3_server, bucket, prefix="lab")
@@ -99,7 +95,7 @@ def test_uploads_that_keep_failing_fail_the_gather_and_a_rerun_completes(
 
         sessions = scripted_sessions(monkeypatch, cut_every_upload)
         faulty = _s3_profile(tmp_path, pubmedqa_file, proxy.endpoint, bucket)
-        assert main(_gather("r1", faulty)) == 1  # a fault, after the retries
+        assert main(gather_args("r1", faulty)) == 1  # a fault, after the retries
         err = " ".join(capsys.readouterr().err.split())
         first, *lost = sessions.ran[0]
         assert "2 rollout(s) lost their traces" in err
@@ -110,7 +106,7 @@ def test_uploads_that_keep_failing_fail_the_gather_and_a_rerun_completes(
         kept = store.get_json(f"runs/r1/gather/rollouts/records/{first}.json")["rollout_id"]
 
         proxy.drop_puts_every = 0  # the store is back: the same command completes
-        assert main(_gather("r1", faulty)) == 0
+        assert main(gather_args("r1", faulty)) == 0
     assert sessions.ran[1] == lost
     traces = _trace_dataset(store, "r1")
     assert set(traces) == {first, *lost} and all(v == ("succeeded", True) for v in traces.values())
