@@ -311,6 +311,11 @@ class ServingConfig(Section):
     max_num_seqs: int | None = Field(None, ge=1, description="vLLM --max-num-seqs (batch size).")
     max_lora_rank: int = Field(16, ge=1, le=512, description="Largest adapter rank served.")
     max_loras: int = Field(4, ge=1, description="Adapters active in one batch.")
+    cpu_lora_ops: Literal["grouped", "vllm"] = Field(
+        "grouped",
+        description="CPU build: grouped runs each adapter's tokens through one matmul "
+        "(Chimera's vLLM plugin); vllm keeps vLLM's ops, which copy the weights per token.",
+    )
     kv_cache_gib: float = Field(2.0, gt=0, description="CPU build: KV cache size (GiB).")
     gpu_memory_utilization: float | None = Field(
         None, gt=0.0, le=1.0, description="CUDA build: fraction of GPU memory vLLM may take."

@@ -140,6 +140,8 @@ def server_env(settings: ServingConfig, api_key: str) -> dict[str, str]:
         # Every CPU for the engine: "auto" leaves one of 2 cores to a frontend that mostly
         # waits, and ran the engine 30% slower here (4 clients, LoRA on, 2-core AVX2 host).
         "VLLM_CPU_OMP_THREADS_BIND": _all_cpus(),
+        # Read by the chimera_vllm_lora_ops plugin, loaded in every vLLM process.
+        "CHIMERA_VLLM_LORA_OPS": settings.cpu_lora_ops,
         **settings.env,
         "VLLM_API_KEY": api_key,
         "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",

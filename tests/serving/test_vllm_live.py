@@ -104,6 +104,45 @@ def test_a_lora_adapter_loads_at_runtime_and_changes_the_answer(
     assert base["choices"][0]["message"]["content"] != tuned["choices"][0]["message"]["content"]
 
 
+def test_the_served_adapter_computes_what_peft_computes(server: VLLMServer, tmp_path: Path) -> None:
+    """Chimera's grouped CPU LoRA ops (a vLLM plugin) give PEFT's greedy tokens, in a batch
+    that mixes the base model and the adapter."""
+    import concurrent.futures
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert "grouped CPU LoRA ops installed" in server.log_path.read_text()
+    model = AutoModelForCausalLM.from_pretrained(server.spec.base_dir, dtype=torch.float32)
+    torch.manual_seed(1)
+    config = LoraConfig(r=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    tuned = get_peft_model(model, config)
+    for name, weight in tuned.named_parameters():
+        if "lora_" in name:  # both factors nonzero, so the adapter moves every token
+            torch.nn.init.normal_(weight, std=0.05)
+    tuned.save_pretrained(tmp_path / "adapter")
+    server.load_adapter("test-peft-lora", tmp_path / "adapter")
+
+    tokenizer = AutoTokenizer.from_pretrained(server.spec.base_dir)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        replies = list(
+            pool.map(
+                lambda model_name: _chat(server, model_name, max_tokens=16, return_token_ids=True),
+                [server.spec.base_name, "test-peft-lora"] * 2,
+            )
+        )
+    served = [r["choices"][0]["token_ids"] for r in replies]
+    assert served[0] == served[2] and served[1] == served[3]
+    assert served[0] != served[1]
+    ids = replies[1]["prompt_token_ids"]
+    with torch.no_grad():
+        expected = tuned.generate(
+            torch.tensor([ids]), max_new_tokens=16, do_sample=False, pad_token_id=0
+        )[0, len(ids) :].tolist()
+    assert served[1] == expected[: len(served[1])], tokenizer.decode(expected)
+
+
 def test_a_repeated_prompt_hits_the_prefix_cache(server: VLLMServer) -> None:
     long = "Study context: " + " ".join(f"sentence {i} about the trial." for i in range(120))
     before = server.prefix_cache()
