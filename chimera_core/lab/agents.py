@@ -180,6 +180,21 @@ def _answer_model(
     """
     if not ctx.json_mode:
         return model
+    request = structured_answer_request(schema, bounds)
+    return model.bind(
+        extra_body={"response_format": request["response_format"]},
+        max_tokens=request["max_tokens"],
+    )
+
+
+def structured_answer_request(
+    schema: type[Output], bounds: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The request fields of a structured answer: ``response_format`` and ``max_tokens``.
+
+    What the lab sends with every structured answer in JSON mode (``_answer_model``), so a
+    caller outside the graph (a replay of a role's recorded prompts) can send the same.
+    """
     json_schema = decoding_schema(schema)
     for name, extra in (bounds or {}).items():  # bounds known only now (e.g. how many choices)
         json_schema["properties"][name].update(extra)
@@ -187,9 +202,7 @@ def _answer_model(
         "type": "json_schema",
         "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": True},
     }
-    return model.bind(
-        extra_body={"response_format": response_format}, max_tokens=decoding_budget(schema)
-    )
+    return {"response_format": response_format, "max_tokens": decoding_budget(schema)}
 
 
 def _bind_tools(model: BaseChatModel, tools: list[Tool]) -> Runnable[LanguageModelInput, Any]:

@@ -47,6 +47,17 @@ def _role_call_ids(spans: Sequence[Any], role: str) -> set[str]:
     return {node.span.span_id for node, _agent in calls}
 
 
+def role_conversations(spans: Sequence[Any], role: str) -> list[list[dict[str, Any]]]:
+    """Each LLM call of a role in one rollout's spans as prompt messages plus the assistant
+    reply, in the spans' order. ``spans``: Agent Lightning spans, or their stored JSON.
+    """
+    from agentlightning import Span
+
+    return _conversations(
+        [s if isinstance(s, Span) else Span.model_validate(s) for s in spans], role
+    )
+
+
 def _conversations(spans: Sequence[Any], role: str) -> list[list[dict[str, Any]]]:
     """Each LLM call of a role as prompt messages plus the assistant reply."""
     from agentlightning import TraceToMessages
