@@ -277,14 +277,16 @@ def _training_md(stages: Sequence[StageRun], out_dir: Path) -> tuple[list[str], 
         title = _training_title(run)
         lines += [f"### Training: {title}", ""]
         skipped = run.metrics.get("skipped")
-        path = None if skipped else training_curve(run, out_dir / f"training_{run.stage}.png")
+        # Drawn even when nothing was registered: flat rewards are why, and worth seeing.
+        path = training_curve(run, out_dir / f"training_{run.stage}.png")
+        summary[run.stage] = {}
         if path:
             lines.append(f"![{title}]({path.name})")
-            summary[run.stage] = {"plot": path.name}
-        else:
+            summary[run.stage]["plot"] = path.name
+        if skipped or not path:
             reason = str(skipped or "no per-step loss or reward was recorded")
             lines.append(f"_skipped: {reason}_")
-            summary[run.stage] = {"skipped": reason}
+            summary[run.stage]["skipped"] = reason
         lines.append("")
     return lines, summary
 

@@ -30,6 +30,7 @@ from chimera_core.plugins import (
 from chimera_core.plugins.config_check import algorithm_options
 from chimera_core.rollouts.storage import load_records, read_spans, spans_key
 from chimera_core.stages.base import StageContext, StageResult
+from chimera_core.training.adapter_change import adapter_unchanged
 from chimera_core.training.checkpoint import is_adapter_dir
 
 
@@ -179,6 +180,14 @@ def _incomplete_version(ctx: StageContext, alias: str) -> bool:
     return True
 
 
+def _flat_rewards(metrics: Mapping[str, Any]) -> str:
+    """Why an RL trainer's gradient was zero, when its per-step rewards show it."""
+    rewards = metrics.get("mean_rewards")
+    if isinstance(rewards, list) and rewards and len(set(rewards)) == 1:
+        return f" (its samples' mean reward was {rewards[0]:g} at all {len(rewards)} steps)"
+    return ""
+
+
 def run_training_stage(ctx: StageContext, alias: str, *, llm: bool) -> StageResult:
     """Train ``alias`` with the stage's algorithm; register the result as a new version.
 
@@ -237,6 +246,15 @@ def run_training_stage(ctx: StageContext, alias: str, *, llm: bool) -> StageResu
             raise FaultError(
                 f"algorithm {algorithm.name!r} saved no LoRA adapter in {result.output_dir}"
             )
+        if llm and adapter_unchanged(result.output_dir, parent_dir):
+            # Not registered: the challenger serves the champion for this alias, and the
+            # report says the tier had no learning signal rather than showing it as trained.
+            metrics["skipped"] = (
+                f"no learning signal: the adapter {algorithm.name!r} saved equals its start "
+                f"({parent}){_flat_rewards(metrics)}; nothing registered, {alias} stays {parent}"
+            )
+            ctx.log.warning("nothing registered: %s", metrics["skipped"])
+            return StageResult(stage=ctx.stage, run_id=ctx.run_id, metrics=metrics)
         try:
             version = registry.register(
                 alias,

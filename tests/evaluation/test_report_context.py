@@ -152,3 +152,21 @@ def test_stage_wall_time_and_peak_memory(tmp_path: Path) -> None:
     stages = json.loads((tmp_path / "metrics.json").read_text())["stages"]
     assert stages[1] == {"stage": "gather", "seconds": 61.04, "peak_rss_mb": 1200.0}
     assert "## Earlier stages of this run" not in _report(tmp_path)
+
+
+def test_a_stage_that_learned_nothing_is_drawn_and_says_so(tmp_path: Path) -> None:
+    reason = "no learning signal: the adapter 'grpo' saved equals its start (base)"
+    metrics = {"algorithm": "grpo", "losses": [0.0, 0.0], "mean_rewards": [0.0, 0.0]}
+    run = StageRun(
+        stage="ppo",
+        seconds=1,
+        peak_rss_mb=1,
+        tier="senior",
+        alias="senior",
+        metrics={**metrics, "skipped": reason},
+    )
+    text = _report(tmp_path, stages=[run])
+    assert f"](training_ppo.png)\n_skipped: {reason}_" in text
+    assert (tmp_path / "training_ppo.png").read_bytes()[:4] == b"\x89PNG"
+    training = json.loads((tmp_path / "metrics.json").read_text())["training"]
+    assert training == {"ppo": {"plot": "training_ppo.png", "skipped": reason}}

@@ -81,7 +81,10 @@ def test_gather_then_ppo_and_evaluate_alone_run_on_the_current_dataset(
         assert _result(tmp_path, "gp", "gather")["metrics"]["n_succeeded"] == 2
         ppo = _result(tmp_path, "gp", "ppo")
         assert ppo["metrics"]["algorithm"] == "grpo"
-        assert ppo["outputs"]["version"] == "ppo-gp", ppo["metrics"]
+        # A tiny random model's 8-token samples never parse: every reward and advantage is 0,
+        # the adapter is its start, and nothing is registered as if it were trained.
+        assert ppo["metrics"]["skipped"].startswith("no learning signal"), ppo["metrics"]
+        assert "version" not in ppo["outputs"]
 
         assert (
             main(

@@ -3,6 +3,7 @@ algorithm with its validated options; what comes back is registered over the cha
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -145,6 +146,49 @@ def test_an_algorithm_that_saved_no_adapter_registers_nothing(
     with pytest.raises(ChimeraError, match="algorithm 'recording' saved no LoRA adapter"):
         sft.run(ctx)
     assert ctx.models.versions("junior") == []
+
+
+class UnchangedAlgorithm(RecordingAlgorithm):
+    """Saves the adapter it started from: what an RL trainer saves when every advantage is 0."""
+
+    def train(self, request: TrainRequest) -> TrainResult:
+        self.requests.append(request)
+        if request.parent is not None:
+            shutil.copytree(request.parent, request.output_dir)
+        else:  # a fresh PEFT adapter: random A, zero B
+            assert request.base_model is not None
+            from chimera_plugins.algorithms.lora import LoraSpec, load_for_training, save_adapter
+
+            model, _ = load_for_training(request.base_model, None, LoraSpec(4, 8))
+            save_adapter(model, request.output_dir)
+        metrics = {"steps": 2, "mean_rewards": [0.0, 0.0]}
+        return TrainResult(output_dir=request.output_dir, metrics=metrics)
+
+
+def test_an_adapter_training_did_not_change_is_not_registered_and_says_why(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    ctx = _ctx(tmp_path, tiny_llama_dir, "r1", UnchangedAlgorithm())
+    result = sft.run(ctx)
+    assert ctx.models.versions("junior") == [] and "version" not in result.outputs
+    assert result.metrics["skipped"] == (
+        "no learning signal: the adapter 'recording' saved equals its start (base) (its "
+        "samples' mean reward was 0 at all 2 steps); nothing registered, junior stays base"
+    )
+
+
+def test_a_continued_adapter_that_did_not_change_is_not_registered(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    trainer = RecordingAlgorithm()  # a new random adapter per call
+    sft.run(_ctx(tmp_path, tiny_llama_dir, "r1", trainer))
+    ctx = _ctx(tmp_path, tiny_llama_dir, "r2", UnchangedAlgorithm())
+    ctx.models.promote("junior", "sft-r1", reason="test")
+    result = sft.run(ctx)
+    assert ctx.models.versions("junior") == ["sft-r1"]
+    assert "equals its start (sft-r1)" in result.metrics["skipped"]
+    # One that training changed, from the same start, is registered.
+    assert sft.run(_ctx(tmp_path, tiny_llama_dir, "r3", trainer)).outputs["version"] == "sft-r3"
 
 
 def test_unknown_algorithm_options_are_config_errors_naming_the_key(
