@@ -42,6 +42,14 @@ def grouped_matmul(inputs: Any, weights: Any, indices: Any, dtype: Any) -> Any:
     return out
 
 
+def _write(target: Any, values: Any, add: bool) -> None:
+    """``target += values`` or ``target[:] = values``, in place (``target`` is a view)."""
+    if add:
+        target += values
+    else:
+        target.copy_(values)
+
+
 def bgmv_shrink(
     inputs: Any,
     lora_b_weights: Any,
@@ -68,10 +76,7 @@ def bgmv_expand(
         limit = 1
     # LoRA adapter and model may add different amounts of padding to output
     common_len = min(outputs.shape[1], output_tensor.shape[1])
-    if add_inputs:
-        output_tensor[:, :common_len] += outputs[:limit, :common_len]
-    else:
-        output_tensor[:, :common_len] = outputs[:limit, :common_len]
+    _write(output_tensor[:, :common_len], outputs[:limit, :common_len], add_inputs)
 
 
 def bgmv_expand_slice(
@@ -85,10 +90,7 @@ def bgmv_expand_slice(
 ) -> None:
     """vLLM's ``bgmv_expand_slice``, grouped."""
     outputs = grouped_matmul(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
-    if add_inputs:
-        output_tensor[:, slice_offset : slice_offset + slice_size] += outputs[:]
-    else:
-        output_tensor[:, slice_offset : slice_offset + slice_size] = outputs[:]
+    _write(output_tensor[:, slice_offset : slice_offset + slice_size], outputs, add_inputs)
 
 
 GROUPED = {
